@@ -1,0 +1,440 @@
+"""``SockJSApp``: the ASGI application serving one SockJS service.
+
+It routes each request below the service prefix (PROTOCOL.md 1), answers the static endpoints,
+and serves the session transports from a :class:`~sockjs_asgi._session.Registry`.
+
+Where handlers run
+------------------
+A session over HTTP outlives the request that created it, so its handler needs a task that
+outlives requests.  When the application runs inside :meth:`SockJSApp.run` (the ASGI lifespan
+does this when the server sends it to us; hosts that own the lifespan call it themselves), the
+handler runs in that task group.  Otherwise the request that created the session keeps running
+it after its response is complete, the way background tasks run in Starlette.  Either way a
+session's task also waits for the core's expiry deadline, so no janitor is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.requests import HTTPConnection
+
+from . import _http, _websocket
+from ._connection import Connection
+from ._options import Authorize, Options
+from ._session import Channel, Registry
+from ._types import Receive, Scope, Send
+from .protocol import http as wire
+from .protocol.errors import ConnectionClosed, RemoteProtocolError
+from .protocol.escaping import decode_messages
+from .protocol.session import CloseReason
+from .protocol.transports import Kind, Transport, htmlfile_prelude, validate_callback
+
+__all__ = ["Handler", "SockJSApp"]
+
+logger = logging.getLogger("sockjs_asgi")
+
+#: The application's code: called once per connection, which ends when it returns.
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+def sub_path(scope: Scope) -> str:
+    """The request path below the service prefix.
+
+    ASGI servers and Starlette's ``Mount`` put the prefix in ``root_path`` and keep ``path``
+    whole; some older hosts strip it from ``path``.  Both are handled.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :]
+    return path
+
+
+class SockJSApp:
+    """An ASGI application serving one SockJS service.
+
+    ``handler`` is called with a :class:`Connection` for every client connection.  Options
+    (with the protocol's defaults):
+
+    * ``sockjs_url``: the sockjs-client script loaded by the iframe page; it must be the same
+      version as the page's client.
+    * ``heartbeat_delay`` (25 s): a heartbeat frame goes out after this much silence.
+    * ``disconnect_delay`` (5 s): a session with no receiving request for this long is closed.
+    * ``response_limit`` (128 KiB): a streaming response ends after this many bytes of frames.
+    * ``cookie_needed`` (False): set the ``JSESSIONID`` cookie for sticky load balancers.
+    * ``disabled_transports`` (none): receiving transports to turn off, by URL name; disabling
+      ``websocket`` also removes the raw ``/websocket`` endpoint.
+    * ``authorize``: ``async def authorize(request: HTTPConnection) -> bool``, asked before a
+      session is created; ``False`` answers 403 and no session is opened.
+    * ``max_request_size`` (1 MiB): the largest send request body accepted.
+    * ``max_pending_size`` (1 MiB): ``send()`` waits while this many characters wait for a client.
+    * ``max_incoming_messages`` (1024): send requests wait while this many messages wait for
+      the handler.
+    """
+
+    def __init__(self, handler: Handler, **options: Any) -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be an async callable, got {handler!r}")
+        self.handler = handler
+        self.options = Options.build(**options)
+        self.registry = Registry()
+        self.connections: set[Connection] = set()
+        self._task_group: TaskGroup | None = None
+        self._links: set[Channel | _websocket.RawLink] = set()
+        self._handler_returned = anyio.Event()
+        self._iframe, self._etag = wire.iframe_page(self.options.sockjs_url)
+
+    def __repr__(self) -> str:
+        return f"<SockJSApp {getattr(self.handler, '__qualname__', self.handler)!r}>"
+
+    # -- lifespan ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def run(self, *, shutdown_timeout: float = 5.0) -> AsyncIterator[None]:
+        """Own the sessions' tasks for the duration of the block.
+
+        On exit every session gets a close frame (1001, "Server shutting down"), every
+        streaming response ends, and handlers get ``shutdown_timeout`` seconds to return
+        before they are cancelled.
+        """
+        if self._task_group is not None:
+            raise RuntimeError("SockJSApp.run() is already active")
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            try:
+                yield
+            finally:
+                self._task_group = None
+                with anyio.CancelScope(shield=True):
+                    await self._shutdown(shutdown_timeout)
+                task_group.cancel_scope.cancel()
+
+    def lifespan(self, app: object = None) -> Any:
+        """``run()`` in the shape Starlette and FastAPI take as ``lifespan=``."""
+        return self.run()
+
+    async def _shutdown(self, grace: float) -> None:
+        for link in list(self._links):
+            await link.aclose(*CloseReason.SHUTDOWN)
+        with anyio.move_on_after(grace):
+            while self.connections:
+                await self._handler_returned.wait()
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with self.run():
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+        except BaseException:
+            await send({"type": "lifespan.shutdown.failed", "message": "shutdown failed"})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._serve_lifespan(receive, send)
+            return
+        options = self.options
+        found = wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
+        if kind == "websocket":
+            await self._serve_websocket(found, scope, receive, send)
+            return
+        if found is None:
+            await _http.not_found(send)
+            return
+        method = scope["method"]
+        is_websocket = found.endpoint is wire.Endpoint.RAW_WEBSOCKET or (
+            found.transport is not None and found.transport.kind is Kind.WEBSOCKET
+        )
+        if method not in found.methods:
+            await _http.respond(send, 405, [("allow", ", ".join(found.methods))])
+        elif is_websocket:
+            # An HTTP request reached a websocket URL: no valid Upgrade (PROTOCOL.md 6).
+            body = b'Can "Upgrade" only to "WebSocket".'
+            await _http.respond(send, 400, body=body, content_type="text/plain; charset=UTF-8")
+        elif found.endpoint is wire.Endpoint.GREETING:
+            await _http.respond(send, 200, body=wire.GREETING.encode(), content_type="text/plain; charset=UTF-8")
+        elif found.endpoint is wire.Endpoint.INFO:
+            await self._serve_info(scope, send)
+        elif found.endpoint is wire.Endpoint.IFRAME:
+            await self._serve_iframe(scope, send)
+        else:
+            assert found.transport is not None and found.session_id is not None
+            await self._serve_session(found.transport, found.session_id, scope, receive, send)
+
+    async def _serve_websocket(self, found: wire.Route | None, scope: Scope, receive: Receive, send: Send) -> None:
+        if found is not None and found.endpoint is wire.Endpoint.RAW_WEBSOCKET:
+            await _websocket.serve_raw(self, scope, receive, send)
+        elif found is not None and found.transport is not None and found.transport.kind is Kind.WEBSOCKET:
+            await _websocket.serve_session(self, scope, receive, send)
+        else:
+            await _websocket.deny(scope, receive, send, 404)
+
+    # -- static endpoints ----------------------------------------------------------------
+
+    def _cors(self, request: HTTPConnection) -> wire.Headers:
+        return wire.cors_headers(request.headers.get("origin"), request.headers.get("access-control-request-headers"))
+
+    async def _serve_info(self, scope: Scope, send: Send) -> None:
+        request = HTTPConnection(scope)
+        if scope["method"] == "OPTIONS":
+            headers = wire.preflight_headers(("OPTIONS", "GET"), time.time()) + self._cors(request)
+            await _http.respond(send, 204, headers)
+            return
+        body = wire.info_body(
+            websocket=self.options.has_websocket,
+            cookie_needed=self.options.cookie_needed,
+            entropy=secrets.randbits(32),
+            transports=self.options.receiver_names,
+        )
+        headers = wire.NO_CACHE + self._cors(request)
+        await _http.respond(send, 200, headers, body.encode(), content_type="application/json; charset=UTF-8")
+
+    async def _serve_iframe(self, scope: Scope, send: Send) -> None:
+        request = HTTPConnection(scope)
+        if request.headers.get("if-none-match") == self._etag:
+            await _http.respond(send, 304)
+            return
+        headers = [*wire.cache_for_a_year(time.time()), ("etag", self._etag)]
+        await _http.respond(send, 200, headers, self._iframe, content_type="text/html; charset=UTF-8")
+
+    # -- session transports --------------------------------------------------------------
+
+    def _session_headers(self, transport: Transport, request: HTTPConnection) -> wire.Headers:
+        headers = list(wire.NO_CACHE)
+        if transport.has_cors:
+            headers += self._cors(request)
+        if self.options.cookie_needed:
+            headers.append(wire.cookie_header(request.cookies.get("JSESSIONID")))
+        headers += transport.extra_headers
+        return headers
+
+    async def _serve_session(
+        self, transport: Transport, session_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = HTTPConnection(scope)
+        headers = self._session_headers(transport, request)
+        if scope["method"] == "OPTIONS":
+            preflight = wire.preflight_headers(("OPTIONS", "POST"), time.time())
+            await _http.respond(send, 204, headers[1:] + preflight)
+            return
+        try:
+            if transport.kind is Kind.SEND:
+                await self._serve_send(transport, session_id, request, receive, send, headers)
+            else:
+                callback = validate_callback(request.query_params.get("c")) if transport.needs_callback else ""
+                await self._serve_receiver(transport, session_id, callback, request, receive, send, headers)
+        except RemoteProtocolError as exc:
+            await _http.error(send, exc, headers)
+        except _http.Disconnected:
+            logger.debug("client left during a %s request", transport.name)
+
+    async def _serve_send(
+        self,
+        transport: Transport,
+        session_id: str,
+        request: HTTPConnection,
+        receive: Receive,
+        send: Send,
+        headers: wire.Headers,
+    ) -> None:
+        body = await _http.read_body(receive, self.options.max_request_size)
+        try:
+            payload = body.decode()
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("Broken JSON encoding.") from None
+        if transport.name == "jsonp_send" and request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            payload = urllib.parse.parse_qs(payload, keep_blank_values=True).get("d", [""])[0]
+        messages = decode_messages(payload)
+        channel = self.registry.get(session_id)
+        if channel is None:
+            await _http.not_found(send)
+            return
+        await channel.deliver(messages)
+        if transport.name == "jsonp_send":
+            await _http.respond(send, 200, headers, b"ok", content_type="text/plain; charset=UTF-8")
+        else:
+            await _http.respond(send, 204, [*headers, ("content-type", "text/plain; charset=UTF-8")])
+
+    async def _serve_receiver(
+        self,
+        transport: Transport,
+        session_id: str,
+        callback: str,
+        request: HTTPConnection,
+        receive: Receive,
+        send: Send,
+        headers: wire.Headers,
+    ) -> None:
+        channel = self.registry.get(session_id)
+        host_here = False
+        if channel is None:
+            if not await self._authorized(request):
+                await _http.respond(send, 403, body=b"Forbidden", content_type="text/plain; charset=UTF-8")
+                return
+            channel = self.registry.get(session_id)  # another request may have created it meanwhile
+            if channel is None:
+                channel = self._new_channel(session_id, transport.name)
+                self.registry.add(channel)
+                host_here = not self._spawn(channel, request)
+        async with anyio.create_task_group() as task_group:
+            if host_here:
+                task_group.start_soon(self._host, channel, request)
+            await self._attach(channel, transport, callback, receive, send, headers)
+
+    async def _attach(
+        self,
+        channel: Channel,
+        transport: Transport,
+        callback: str,
+        receive: Receive,
+        send: Send,
+        headers: wire.Headers,
+    ) -> None:
+        streaming = transport.kind is Kind.STREAMING
+        prelude = htmlfile_prelude(callback) if transport.name == "htmlfile" else transport.prelude
+
+        finished = False  # once the response is complete, a disconnect is no abort
+
+        async def write_once(frame: str) -> int:
+            nonlocal finished
+            body = (prelude + transport.wrap(frame, callback)).encode()
+            finished = True
+            await _http.respond(send, 200, headers, body, content_type=transport.content_type)
+            return len(body)
+
+        async def write_chunk(frame: str) -> int:
+            body = transport.wrap(frame, callback).encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            return len(body)
+
+        write = write_chunk if streaming else write_once
+        refused = channel.attach()
+        if refused is not None:
+            if streaming:
+                await _http.start_stream(send, headers, transport.content_type)
+                if prelude:
+                    await send({"type": "http.response.body", "body": prelude.encode(), "more_body": True})
+                await write(refused)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await write(refused)
+            return
+        interrupted = False
+        try:
+            async with anyio.create_task_group() as task_group:
+
+                async def watch() -> None:
+                    nonlocal interrupted
+                    await _http.watch_disconnect(receive)
+                    interrupted = not finished
+                    task_group.cancel_scope.cancel()
+
+                task_group.start_soon(watch)
+                if streaming:
+                    await _http.start_stream(send, headers, transport.content_type)
+                    if prelude:
+                        await send({"type": "http.response.body", "body": prelude.encode(), "more_body": True})
+                limit = self.options.response_limit if streaming else 1
+                await _http.pump(channel, write, limit=limit, heartbeat_delay=self.options.heartbeat_delay)
+                if streaming:
+                    finished = True
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                task_group.cancel_scope.cancel()
+        except OSError:
+            interrupted = True  # the server reported the client gone while we wrote
+        finally:
+            channel.detach(interrupted=interrupted)
+            if interrupted:
+                logger.debug("client aborted a %s request", transport.name)
+
+    # -- sessions and handlers -------------------------------------------------------------
+
+    def _new_channel(self, session_id: str | None, transport: str) -> Channel:
+        options = self.options
+        return Channel(
+            session_id,
+            transport,
+            disconnect_delay=options.disconnect_delay,
+            max_pending_size=options.max_pending_size,
+            max_incoming_messages=options.max_incoming_messages,
+        )
+
+    async def _authorized(self, request: HTTPConnection) -> bool:
+        authorize: Authorize | None = self.options.authorize
+        if authorize is None:
+            return True
+        return bool(await authorize(request))
+
+    def _spawn(self, channel: Channel, request: HTTPConnection) -> bool:
+        """Run the session's handler in ``run()``'s task group, if there is one."""
+        if self._task_group is None:
+            return False
+        self._task_group.start_soon(self._host, channel, request)
+        return True
+
+    async def _host(self, channel: Channel, request: HTTPConnection) -> None:
+        """Run an HTTP session: its handler, and its expiry."""
+
+        async def supervise() -> None:
+            await channel.supervise()
+            self.registry.remove(channel)
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(supervise)
+            await self.run_handler(channel, Connection(channel, request, channel.transport))
+
+    async def run_handler(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
+        """Run the handler for one connection and close the connection when it returns."""
+        self._links.add(link)
+        self.connections.add(conn)
+        try:
+            await self.handler(conn)
+        except ConnectionClosed:
+            logger.debug("%r: the handler sent on a closed connection", conn)
+        except Exception:
+            logger.exception("%r: the handler raised; closing the connection", conn)
+            await link.aclose(*CloseReason.INTERNAL_ERROR)
+        finally:
+            self.connections.discard(conn)
+            self._links.discard(link)
+            self._handler_returned.set()
+            self._handler_returned = anyio.Event()
+        await link.aclose(*CloseReason.GO_AWAY)
+
+
+def lifespan(*apps: SockJSApp) -> Callable[[object], Any]:
+    """A ``lifespan=`` for Starlette or FastAPI that runs several services' ``run()``."""
+
+    @asynccontextmanager
+    async def combined(app: object) -> AsyncIterator[None]:
+        async with _run_all(apps):
+            yield
+
+    return combined
+
+
+@asynccontextmanager
+async def _run_all(apps: Iterable[SockJSApp]) -> AsyncIterator[None]:
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as stack:
+        for app in apps:
+            await stack.enter_async_context(app.run())
+        yield

@@ -1,0 +1,112 @@
+"""HTTP plumbing: reading bounded bodies, writing responses, and the frame pump.
+
+The pump is the one loop every receiving transport runs (PROTOCOL.md 5): take the session's next
+frame, or wait for one with the heartbeat delay as a timeout, write it through the transport's
+wrapper, and stop after a close frame or once the response limit is reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ._session import Channel
+from ._types import Receive, Send
+from .protocol import frames
+from .protocol.errors import RemoteProtocolError
+from .protocol.http import NOT_FOUND, Headers
+from .protocol.session import SessionState
+
+__all__ = ["pump", "read_body", "respond", "watch_disconnect"]
+
+Write = Callable[[str], Awaitable[int]]
+
+
+def _raw(headers: Headers) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+async def respond(
+    send: Send,
+    status: int,
+    headers: Headers = (),  # type: ignore[assignment]
+    body: bytes = b"",
+    *,
+    content_type: str | None = None,
+) -> None:
+    """Send a whole response.  ``content_type`` ``None`` sends no Content-Type (304, 405)."""
+    all_headers = list(headers)
+    if content_type is not None:
+        all_headers.append(("content-type", content_type))
+    if status not in (204, 304):
+        all_headers.append(("content-length", str(len(body))))
+    await send({"type": "http.response.start", "status": status, "headers": _raw(all_headers)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def start_stream(send: Send, headers: Headers, content_type: str | None) -> None:
+    """Start a streaming response (chunked on HTTP/1.1)."""
+    all_headers = list(headers)
+    if content_type is not None:
+        all_headers.append(("content-type", content_type))
+    await send({"type": "http.response.start", "status": 200, "headers": _raw(all_headers)})
+
+
+async def not_found(send: Send) -> None:
+    await respond(send, 404, body=NOT_FOUND.encode(), content_type="text/plain; charset=UTF-8")
+
+
+async def error(send: Send, exc: RemoteProtocolError, headers: Headers = ()) -> None:  # type: ignore[assignment]
+    await respond(send, exc.status, headers, exc.body.encode(), content_type="text/plain; charset=UTF-8")
+
+
+class BodyTooLarge(RemoteProtocolError):
+    def __init__(self) -> None:
+        super().__init__("Payload too large.", status=413)
+
+
+class Disconnected(Exception):
+    """The client went away before the request body arrived."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the request body, refusing more than ``limit`` bytes before holding them."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def watch_disconnect(receive: Receive) -> None:
+    """Return when the client disconnects (the request body, if any, is discarded)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def pump(channel: Channel, write: Write, *, limit: int, heartbeat_delay: float) -> None:
+    """Write the session's frames until a close frame or ``limit`` bytes (PROTOCOL.md 7.5).
+
+    The prelude is not counted; a polling transport passes ``limit=1`` to end after one frame.
+    """
+    sent = 0
+    while channel.core.state is not SessionState.CLOSED:
+        frame = channel.next_frame()
+        if frame is None:
+            with anyio.move_on_after(heartbeat_delay) as timer:
+                await channel.wait_outgoing()
+            if not timer.cancelled_caught:
+                continue
+            frame = frames.HEARTBEAT
+        sent += await write(frame)
+        if frames.is_close(frame) or sent >= limit:
+            return

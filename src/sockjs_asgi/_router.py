@@ -1,0 +1,65 @@
+"""``SockJSRouter``: several SockJS services under their prefixes, in front of any ASGI app.
+
+For hosts without a mount of their own (Quart), and for servers that want SockJS services at
+exact prefixes: a request for ``/echo`` or anything below ``/echo/`` goes to the service mounted
+at ``/echo``; everything else goes to the wrapped application, or gets a 404.  The router also
+runs the services' :meth:`~sockjs_asgi.SockJSApp.run` for the ASGI lifespan, around the wrapped
+application's own lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+
+from ._app import SockJSApp
+from ._http import not_found
+from ._types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["SockJSRouter"]
+
+
+class SockJSRouter:
+    """Route ``services`` (prefix to :class:`SockJSApp`) and pass the rest to ``app``."""
+
+    def __init__(self, services: Mapping[str, SockJSApp], app: ASGIApp | None = None) -> None:
+        for prefix in services:
+            if not prefix.startswith("/") or prefix.endswith("/"):
+                raise ValueError(f"a prefix starts with '/' and does not end with one, got {prefix!r}")
+        # Longest first, so that /a/b wins over /a.
+        self.services = dict(sorted(services.items(), key=lambda item: -len(item[0])))
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        root = scope.get("root_path", "")
+        path: str = scope["path"]
+        local = path[len(root) :] if root and path.startswith(root) else path
+        for prefix, service in self.services.items():
+            if local == prefix or local.startswith(prefix + "/"):
+                child = dict(scope)
+                child["root_path"] = root + prefix
+                child["path"] = root + local  # ASGI: path keeps root_path
+                await service(child, receive, send)
+                return
+        if self.app is not None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await not_found(send)
+        else:
+            await receive()
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with AsyncExitStack() as stack:
+            for service in self.services.values():
+                await stack.enter_async_context(service.run())
+            if self.app is not None:
+                await self.app(scope, receive, send)
+                return
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+        await send({"type": "lifespan.shutdown.complete"})

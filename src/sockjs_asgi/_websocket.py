@@ -1,0 +1,203 @@
+"""The websocket endpoints: the SockJS websocket transport and the raw ``/websocket``.
+
+A websocket session is private to its socket (PROTOCOL.md 6): it is never registered under its
+session id and it ends with the socket, without ``disconnect_delay``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.requests import HTTPConnection
+
+from ._connection import Connection
+from ._http import pump
+from ._types import Receive, Scope, Send
+from .protocol.errors import ConnectionClosed, RemoteProtocolError
+from .protocol.escaping import decode_messages
+
+if TYPE_CHECKING:
+    from ._app import SockJSApp
+
+__all__ = ["RawLink", "deny", "serve_raw", "serve_session"]
+
+logger = logging.getLogger("sockjs_asgi")
+
+#: Close code and reason for a client message that is not JSON (node's choice).
+BROKEN_FRAMING = (3000, "Broken framing.")
+
+
+async def deny(scope: Scope, receive: Receive, send: Send, status: int) -> None:
+    """Refuse a websocket before accepting it: with ``status`` where the server supports the
+    denial-response extension, else by closing, which servers answer with 403."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = b"Forbidden" if status == 403 else b"404 Error: Page not found\n"
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=UTF-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def _text(message: dict[str, object] | object) -> str | None:
+    assert isinstance(message, dict)
+    text = message.get("text")
+    if isinstance(text, str):
+        return text
+    data = message.get("bytes")
+    if isinstance(data, bytes):
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+async def _accept(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> HTTPConnection | None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return None
+    request = HTTPConnection(scope)
+    options = app.options
+    if options.authorize is not None and not await options.authorize(request):
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"text/plain; charset=UTF-8"), (b"content-length", b"9")],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": b"Forbidden", "more_body": False})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+        return None
+    await send({"type": "websocket.accept"})
+    return request
+
+
+async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """The SockJS websocket transport: one text message per frame."""
+    request = await _accept(app, scope, receive, send)
+    if request is None:
+        return
+    channel = app._new_channel(None, "websocket")
+    channel.attach()
+    socket_open = True
+
+    async def read() -> None:
+        nonlocal socket_open
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                socket_open = False
+                channel.terminate(message.get("code", 1005), message.get("reason") or "")
+                return
+            text = _text(message)
+            # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
+            if text == "":
+                continue
+            try:
+                if text is None:
+                    raise RemoteProtocolError("Broken framing.")
+                await channel.deliver(decode_messages(text))
+            except RemoteProtocolError:
+                channel.terminate(*BROKEN_FRAMING)
+                if socket_open:
+                    socket_open = False
+                    await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
+                return
+
+    async def write(frame: str) -> int:
+        await send({"type": "websocket.send", "text": frame})
+        return 0
+
+    async def run_pump() -> None:
+        nonlocal socket_open
+        try:
+            await pump(channel, write, limit=1 << 62, heartbeat_delay=app.options.heartbeat_delay)
+            if socket_open:
+                socket_open = False
+                await send({"type": "websocket.close", "code": 1000})
+        except OSError:
+            socket_open = False  # the server reports a socket that closed under us
+        channel.terminate(channel.close_code or 1006, channel.close_reason or "Socket lost")
+
+    conn = Connection(channel, request, "websocket")
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(read)
+        task_group.start_soon(run_pump)
+        await app.run_handler(channel, conn)
+        # The handler returned: run_handler closed the session, the pump writes the close
+        # frame and closes the socket, and the task group ends with it.
+
+
+class RawLink:
+    """A raw websocket: messages go out and come in verbatim, with no SockJS framing."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._lock = anyio.Lock()
+
+    @property
+    def is_closed(self) -> bool:
+        return self.close_code is not None
+
+    async def send(self, message: str) -> None:
+        async with self._lock:
+            if self.is_closed:
+                raise ConnectionClosed("the connection is closed")
+            try:
+                await self._send({"type": "websocket.send", "text": message})
+            except OSError:
+                self._closed(1006, "Socket lost")
+                raise ConnectionClosed("the connection is closed") from None
+
+    def _closed(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+
+    async def aclose(self, code: int, reason: str) -> None:
+        async with self._lock:
+            if self.is_closed:
+                return
+            self._closed(code, reason)
+            with contextlib.suppress(OSError):  # already gone: nothing to tell the client
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def receive(self) -> str | None:
+        while not self.is_closed:
+            message = await self._receive()
+            if message["type"] == "websocket.disconnect":
+                self._closed(message.get("code", 1005), message.get("reason") or "")
+                return None
+            text = _text(message)
+            if text is not None:
+                return text
+        return None
+
+
+async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """The raw ``/websocket`` endpoint (PROTOCOL.md 6)."""
+    request = await _accept(app, scope, receive, send)
+    if request is None:
+        return
+    link = RawLink(receive, send)
+    await app.run_handler(link, Connection(link, request, "raw_websocket"))

@@ -1,0 +1,168 @@
+"""Routing and the fixed HTTP parts of the protocol (PROTOCOL.md sections 1-3).
+
+Pure functions over already-parsed request data; the I/O side parses requests with Starlette.
+Headers are lists of ``(name, value)`` string pairs with lower-case names.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from .transports import Transport
+
+__all__ = [
+    "GREETING",
+    "NOT_FOUND",
+    "NO_CACHE",
+    "Endpoint",
+    "Headers",
+    "Route",
+    "cache_for_a_year",
+    "cookie_header",
+    "cors_headers",
+    "iframe_page",
+    "info_body",
+    "preflight_headers",
+    "route",
+]
+
+Headers = list[tuple[str, str]]
+
+GREETING = "Welcome to SockJS!\n"
+NOT_FOUND = "404 Error: Page not found\n"
+
+#: Exact string the suite checks (``verify_not_cached``).
+NO_CACHE: Headers = [("cache-control", "no-store, no-cache, no-transform, must-revalidate, max-age=0")]
+
+_YEAR = 31_536_000
+
+
+class Endpoint(enum.Enum):
+    """What a path under the service prefix names."""
+
+    GREETING = "greeting"
+    INFO = "info"
+    IFRAME = "iframe"
+    RAW_WEBSOCKET = "raw_websocket"
+    SESSION = "session"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path matched to an endpoint; ``methods`` are those the endpoint accepts."""
+
+    endpoint: Endpoint
+    methods: tuple[str, ...]
+    transport: Transport | None = None
+    session_id: str | None = None
+
+
+# Segments are one or more characters that are neither "/" nor "." (PROTOCOL.md 1).
+_SESSION_PATH = re.compile(r"/([^/.]+)/([^/.]+)/([a-z_]+)/?")
+_IFRAME_PATH = re.compile(r"/iframe[0-9a-z_.\-]*\.html/?")
+_GREETING = Route(Endpoint.GREETING, ("GET",))
+_INFO = Route(Endpoint.INFO, ("GET", "OPTIONS"))
+_IFRAME = Route(Endpoint.IFRAME, ("GET",))
+_RAW_WEBSOCKET = Route(Endpoint.RAW_WEBSOCKET, ("GET",))
+
+
+def route(path: str, transports: Mapping[str, Transport], *, has_raw_websocket: bool) -> Route | None:
+    """Match ``path``, taken below the service prefix, to an endpoint; ``None`` means 404."""
+    if path in ("", "/"):
+        return _GREETING
+    if path in ("/info", "/info/"):
+        return _INFO
+    if path in ("/websocket", "/websocket/"):
+        return _RAW_WEBSOCKET if has_raw_websocket else None
+    if _IFRAME_PATH.fullmatch(path):
+        return _IFRAME
+    match = _SESSION_PATH.fullmatch(path)
+    if match is None:
+        return None
+    transport = transports.get(match.group(3))
+    if transport is None:
+        return None
+    return Route(Endpoint.SESSION, transport.methods, transport, match.group(2))
+
+
+def cors_headers(origin: str | None, request_headers: str | None) -> Headers:
+    """CORS headers: the origin echoed with credentials (the client sends cookies), else ``*``."""
+    if origin is None:
+        headers = [("access-control-allow-origin", "*")]
+    else:
+        headers = [
+            ("access-control-allow-origin", origin),
+            ("access-control-allow-credentials", "true"),
+        ]
+    headers.append(("vary", "Origin"))
+    if request_headers:
+        headers.append(("access-control-allow-headers", request_headers))
+    return headers
+
+
+def cache_for_a_year(now: float) -> Headers:
+    """Caching headers for a year from ``now`` (seconds since the epoch)."""
+    return [
+        ("cache-control", f"public, max-age={_YEAR}"),
+        ("expires", formatdate(now + _YEAR, usegmt=True)),
+    ]
+
+
+def preflight_headers(methods: tuple[str, ...], now: float) -> Headers:
+    """Answer to an OPTIONS preflight for an endpoint accepting ``methods``."""
+    return [
+        *cache_for_a_year(now),
+        ("access-control-max-age", str(_YEAR)),
+        ("access-control-allow-methods", ", ".join(methods)),
+    ]
+
+
+def cookie_header(jsessionid: str | None) -> tuple[str, str]:
+    """The sticky-session cookie, echoing the client's or ``dummy`` (PROTOCOL.md 2)."""
+    return ("set-cookie", f"JSESSIONID={jsessionid or 'dummy'}; path=/")
+
+
+def info_body(*, websocket: bool, cookie_needed: bool, entropy: int, transports: list[str]) -> str:
+    """The ``/info`` JSON document."""
+    return json.dumps(
+        {
+            "websocket": websocket,
+            "cookie_needed": cookie_needed,
+            "origins": ["*:*"],
+            "entropy": entropy,
+            "transports": transports,
+        },
+        separators=(",", ":"),
+    )
+
+
+_IFRAME_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+  <meta http-equiv="X-UA-Compatible" content="IE=edge" />
+  <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+  <script src="{sockjs_url}"></script>
+  <script>
+    document.domain = document.domain;
+    SockJS.bootstrap_iframe();
+  </script>
+</head>
+<body>
+  <h2>Don't panic!</h2>
+  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>
+</body>
+</html>
+"""
+
+
+def iframe_page(sockjs_url: str) -> tuple[bytes, str]:
+    """The iframe page for ``sockjs_url`` and its ETag (a quoted MD5 of the body)."""
+    quoted = sockjs_url.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    body = _IFRAME_PAGE.format(sockjs_url=quoted).encode()
+    return body, '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
