@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._app import Handler, SockJSApp, lifespan
 from ._connection import Connection
+from ._metrics import Metrics
 from ._router import SockJSRouter
 from .protocol.errors import ConnectionClosed, LocalProtocolError, RemoteProtocolError, SockJSError
 
@@ -25,6 +26,7 @@ __all__ = [
     "ConnectionClosed",
     "Handler",
     "LocalProtocolError",
+    "Metrics",
     "RemoteProtocolError",
     "SockJSApp",
     "SockJSError",

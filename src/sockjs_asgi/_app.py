@@ -29,6 +29,8 @@ from starlette.requests import HTTPConnection
 
 from . import _http, _websocket
 from ._connection import Connection
+from ._hub import Hub
+from ._metrics import Metrics
 from ._options import Authorize, Options
 from ._session import Channel, Registry
 from ._types import Receive, Scope, Send
@@ -87,7 +89,10 @@ class SockJSApp:
         self.handler = handler
         self.options = Options.build(**options)
         self.registry = Registry()
-        self.connections: set[Connection] = set()
+        #: Live connections and rooms.
+        self.hub = Hub()
+        #: Counters: see :class:`Metrics`.
+        self.metrics = Metrics()
         self._task_group: TaskGroup | None = None
         self._links: set[Channel | _websocket.RawLink] = set()
         self._handler_returned = anyio.Event()
@@ -95,6 +100,37 @@ class SockJSApp:
 
     def __repr__(self) -> str:
         return f"<SockJSApp {getattr(self.handler, '__qualname__', self.handler)!r}>"
+
+    # -- who is connected ----------------------------------------------------------------
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        """The connections whose handler is running."""
+        return frozenset(self.hub.connections)
+
+    def room(self, name: str) -> frozenset[Connection]:
+        """The connections in room ``name`` (see :meth:`Connection.join`)."""
+        return self.hub.room(name)
+
+    async def broadcast(
+        self,
+        message: str,
+        *,
+        room: str | None = None,
+        to: Iterable[Connection] | None = None,
+        exclude: Connection | None = None,
+    ) -> int:
+        """Send ``message`` to every connection, or to those of ``room``, or to ``to``.
+
+        The frame is encoded once.  Nothing waits for any receiver: each message is queued, so a
+        slow client never delays the others (one that stopped reading long ago is closed with
+        1013 instead of buffering without bound).  Returns how many connections it was queued
+        for; ``exclude`` (say, the sender) is skipped.
+        """
+        if room is not None and to is not None:
+            raise TypeError("broadcast() takes room or to, not both")
+        targets = self.hub.room(room) if room is not None else self.hub.connections if to is None else to
+        return self.hub.broadcast(message, targets, exclude)
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -126,7 +162,7 @@ class SockJSApp:
         for link in list(self._links):
             await link.aclose(*CloseReason.SHUTDOWN)
         with anyio.move_on_after(grace):
-            while self.connections:
+            while self.hub.connections:
                 await self._handler_returned.wait()
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
@@ -398,12 +434,14 @@ class SockJSApp:
 
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(supervise)
-            await self.run_handler(channel, Connection(channel, request, channel.transport))
+            conn = Connection(channel, request, channel.transport, self.hub, self.metrics)
+            await self.run_handler(channel, conn)
 
     async def run_handler(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
         """Run the handler for one connection and close the connection when it returns."""
         self._links.add(link)
-        self.connections.add(conn)
+        self.hub.add(conn)
+        self.metrics.opened(conn.transport)
         try:
             await self.handler(conn)
         except ConnectionClosed:
@@ -412,7 +450,8 @@ class SockJSApp:
             logger.exception("%r: the handler raised; closing the connection", conn)
             await link.aclose(*CloseReason.INTERNAL_ERROR)
         finally:
-            self.connections.discard(conn)
+            self.hub.remove(conn)
+            self.metrics.closed(conn.transport)
             self._links.discard(link)
             self._handler_returned.set()
             self._handler_returned = anyio.Event()

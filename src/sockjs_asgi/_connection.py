@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
 
+from ._hub import Hub
+from ._metrics import Metrics
 from .protocol.errors import ConnectionClosed
 from .protocol.session import CloseReason
 
@@ -34,6 +36,16 @@ class _Link(Protocol):
 
     async def receive(self) -> str | None: ...
 
+    @property
+    def pending_size(self) -> int: ...
+
+    @property
+    def max_pending_size(self) -> int: ...
+
+    def push(self, message: str, encoded: str) -> None: ...
+
+    def close_now(self, code: int, reason: str) -> None: ...
+
 
 class Connection:
     """One client connection, as the application's handler sees it.
@@ -45,8 +57,17 @@ class Connection:
                 await conn.send(message)
     """
 
-    def __init__(self, link: _Link, request: HTTPConnection, transport: str) -> None:
+    def __init__(
+        self,
+        link: _Link,
+        request: HTTPConnection,
+        transport: str,
+        hub: Hub | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._link = link
+        self._hub = hub if hub is not None else Hub()
+        self._metrics = metrics if metrics is not None else Metrics()
         #: An opaque identifier, unique in this process.  It is not the SockJS session id,
         #: which is a secret between the client and the server.
         self.id = f"c{next(_ids)}"
@@ -88,6 +109,16 @@ class Connection:
         if self._link.is_closed:
             raise ConnectionClosed("the connection is closed")
         await self._link.send(message)
+        self._count_out(message)
+
+    def _count_out(self, message: str) -> None:
+        self._metrics.messages_out += 1
+        self._metrics.bytes_out += len(message.encode("utf-8", "surrogatepass"))
+
+    def _count_in(self, message: str) -> str:
+        self._metrics.messages_in += 1
+        self._metrics.bytes_in += len(message.encode("utf-8", "surrogatepass"))
+        return message
 
     async def close(self, code: int = CloseReason.GO_AWAY[0], reason: str = CloseReason.GO_AWAY[1]) -> None:
         """Close the connection; the client gets ``code`` and ``reason``.
@@ -103,7 +134,7 @@ class Connection:
         message = await self._link.receive()
         if message is None:
             raise ConnectionClosed("the connection is closed")
-        return message
+        return self._count_in(message)
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self
@@ -112,4 +143,29 @@ class Connection:
         message = await self._link.receive()
         if message is None:
             raise StopAsyncIteration
-        return message
+        return self._count_in(message)
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    def join(self, room: str) -> None:
+        """Join ``room``; see :meth:`SockJSApp.broadcast`.  A closed connection leaves them all."""
+        self._hub.join(self, room)
+
+    def leave(self, room: str) -> None:
+        """Leave ``room`` (nothing happens if the connection is not in it)."""
+        self._hub.leave(self, room)
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this connection is in."""
+        return self._hub.rooms_of(self)
+
+    def _push(self, message: str, encoded: str, overflow_factor: int, overflow: tuple[int, str]) -> bool:
+        """Queue a broadcast message without waiting; close a receiver that fell too far behind."""
+        link = self._link
+        if link.pending_size > link.max_pending_size * overflow_factor:
+            link.close_now(*overflow)
+            return False
+        link.push(message, encoded)
+        self._count_out(message)
+        return True

@@ -87,6 +87,16 @@ class Channel:
         self._outgoing_changed()
 
     @property
+    def pending_size(self) -> int:
+        return self.core.pending_size
+
+    def push(self, message: str, encoded: str) -> None:
+        self.send_encoded_nowait(encoded)
+
+    def close_now(self, code: int, reason: str) -> None:
+        self.close(code, reason)
+
+    @property
     def close_code(self) -> int | None:
         return self.core.close_code
 

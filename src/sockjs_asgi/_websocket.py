@@ -6,8 +6,8 @@ session id and it ends with the socket, without ``disconnect_delay``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 import anyio
@@ -137,7 +137,7 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
             socket_open = False  # the server reports a socket that closed under us
         channel.terminate(channel.close_code or 1006, channel.close_reason or "Socket lost")
 
-    conn = Connection(channel, request, "websocket")
+    conn = Connection(channel, request, "websocket", app.hub, app.metrics)
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(read)
         task_group.start_soon(run_pump)
@@ -147,46 +147,75 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
 
 
 class RawLink:
-    """A raw websocket: messages go out and come in verbatim, with no SockJS framing."""
+    """A raw websocket: messages go out and come in verbatim, with no SockJS framing.
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    Outgoing messages go through a queue written by :meth:`write`, so that a broadcast can add
+    to it without waiting, as for SockJS sessions.
+    """
+
+    def __init__(self, receive: Receive, send: Send, *, max_pending_size: int) -> None:
         self._receive = receive
         self._send = send
+        self.max_pending_size = max_pending_size
         self.close_code: int | None = None
         self.close_reason: str | None = None
-        self._lock = anyio.Lock()
+        self._pending: deque[str] = deque()
+        self.pending_size = 0
+        self._changed = anyio.Event()
+        self._socket_closed = False
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
     @property
     def is_closed(self) -> bool:
         return self.close_code is not None
 
     async def send(self, message: str) -> None:
-        async with self._lock:
-            if self.is_closed:
-                raise ConnectionClosed("the connection is closed")
-            try:
-                await self._send({"type": "websocket.send", "text": message})
-            except OSError:
-                self._closed(1006, "Socket lost")
-                raise ConnectionClosed("the connection is closed") from None
+        while self.pending_size >= self.max_pending_size and not self.is_closed:
+            await self._changed.wait()
+        if self.is_closed:
+            raise ConnectionClosed("the connection is closed")
+        self.push(message, message)
 
-    def _closed(self, code: int, reason: str) -> None:
+    def push(self, message: str, encoded: str) -> None:
+        self._pending.append(message)
+        self.pending_size += len(message)
+        self._wake()
+
+    def close_now(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
+            self._wake()
 
     async def aclose(self, code: int, reason: str) -> None:
-        async with self._lock:
-            if self.is_closed:
-                return
-            self._closed(code, reason)
-            with contextlib.suppress(OSError):  # already gone: nothing to tell the client
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        self.close_now(code, reason)
+
+    async def write(self) -> None:
+        """Write queued messages until the connection closes, then close the socket."""
+        try:
+            while True:
+                while self._pending:
+                    message = self._pending.popleft()
+                    self.pending_size -= len(message)
+                    self._wake()
+                    await self._send({"type": "websocket.send", "text": message})
+                if self.is_closed:
+                    break
+                await self._changed.wait()
+            if not self._socket_closed:
+                self._socket_closed = True
+                await self._send({"type": "websocket.close", "code": self.close_code, "reason": self.close_reason})
+        except OSError:
+            self.close_now(1006, "Socket lost")  # the server reports the socket gone
 
     async def receive(self) -> str | None:
         while not self.is_closed:
             message = await self._receive()
             if message["type"] == "websocket.disconnect":
-                self._closed(message.get("code", 1005), message.get("reason") or "")
+                self._socket_closed = True
+                self.close_now(message.get("code", 1005), message.get("reason") or "")
                 return None
             text = _text(message)
             if text is not None:
@@ -199,5 +228,7 @@ async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) 
     request = await _accept(app, scope, receive, send)
     if request is None:
         return
-    link = RawLink(receive, send)
-    await app.run_handler(link, Connection(link, request, "raw_websocket"))
+    link = RawLink(receive, send, max_pending_size=app.options.max_pending_size)
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(link.write)
+        await app.run_handler(link, Connection(link, request, "raw_websocket", app.hub, app.metrics))

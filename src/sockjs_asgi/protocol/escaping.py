@@ -52,6 +52,9 @@ def _percent_escape(match: re.Match[str]) -> str:
 
 def encode_string(text: str) -> str:
     """Return ``text`` as a JSON string literal, quotes included, with the escape set applied."""
+    if text.isascii():
+        # Only control characters need escaping in ASCII, and json.dumps does that itself.
+        return _dumps(text)
     return _AFTER_DUMPS.sub(_unicode_escape, _dumps(text))
 
 
