@@ -37,12 +37,16 @@ from ._types import Receive, Scope, Send
 from .protocol import http as wire
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
 from .protocol.escaping import decode_messages
+from .protocol.frames import close as close_frame
 from .protocol.session import CloseReason
-from .protocol.transports import Kind, Transport, htmlfile_prelude, validate_callback
+from .protocol.transports import Kind, Transport, validate_callback
 
 __all__ = ["Handler", "SockJSApp"]
 
 logger = logging.getLogger("sockjs_asgi")
+
+#: Answer to a request from another address than the session's, with ``verify_ip``.
+OTHER_ADDRESS = close_frame(2010, "Attempted to connect to session from different IP")
 
 #: The application's code: called once per connection, which ends when it returns.
 Handler = Callable[[Connection], Awaitable[None]]
@@ -73,6 +77,8 @@ class SockJSApp:
     * ``disconnect_delay`` (5 s): a session with no receiving request for this long is closed.
     * ``response_limit`` (128 KiB): a streaming response ends after this many bytes of frames.
     * ``cookie_needed`` (False): set the ``JSESSIONID`` cookie for sticky load balancers.
+    * ``verify_ip`` (False): requests of an HTTP session must come from the address that opened
+      it; others are refused (receivers with a 2010 close frame, sends with 404).
     * ``disabled_transports`` (none): receiving transports to turn off, by URL name; disabling
       ``websocket`` also removes the raw ``/websocket`` endpoint.
     * ``authorize``: ``async def authorize(request: HTTPConnection) -> bool``, asked before a
@@ -299,7 +305,7 @@ class SockJSApp:
             payload = urllib.parse.parse_qs(payload, keep_blank_values=True).get("d", [""])[0]
         messages = decode_messages(payload)
         channel = self.registry.get(session_id)
-        if channel is None:
+        if channel is None or not self._same_client(channel, request):
             await _http.not_found(send)
             return
         await channel.deliver(messages)
@@ -318,8 +324,12 @@ class SockJSApp:
         send: Send,
         headers: wire.Headers,
     ) -> None:
+        writer = _http.FrameWriter(send, transport, callback, headers)
         channel = self.registry.get(session_id)
         host_here = False
+        if channel is not None and not self._same_client(channel, request):
+            await writer.refuse(OTHER_ADDRESS)
+            return
         if channel is None:
             if not await self._authorized(request):
                 await _http.respond(send, 403, body=b"Forbidden", content_type="text/plain; charset=UTF-8")
@@ -327,50 +337,18 @@ class SockJSApp:
             channel = self.registry.get(session_id)  # another request may have created it meanwhile
             if channel is None:
                 channel = self._new_channel(session_id, transport.name)
+                channel.client_host = request.client.host if request.client else None
                 self.registry.add(channel)
                 host_here = not self._spawn(channel, request)
         async with anyio.create_task_group() as task_group:
             if host_here:
                 task_group.start_soon(self._host, channel, request)
-            await self._attach(channel, transport, callback, receive, send, headers)
+            await self._attach(channel, writer, receive)
 
-    async def _attach(
-        self,
-        channel: Channel,
-        transport: Transport,
-        callback: str,
-        receive: Receive,
-        send: Send,
-        headers: wire.Headers,
-    ) -> None:
-        streaming = transport.kind is Kind.STREAMING
-        prelude = htmlfile_prelude(callback) if transport.name == "htmlfile" else transport.prelude
-
-        finished = False  # once the response is complete, a disconnect is no abort
-
-        async def write_once(frame: str) -> int:
-            nonlocal finished
-            body = (prelude + transport.wrap(frame, callback)).encode()
-            finished = True
-            await _http.respond(send, 200, headers, body, content_type=transport.content_type)
-            return len(body)
-
-        async def write_chunk(frame: str) -> int:
-            body = transport.wrap(frame, callback).encode()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-            return len(body)
-
-        write = write_chunk if streaming else write_once
+    async def _attach(self, channel: Channel, writer: _http.FrameWriter, receive: Receive) -> None:
         refused = channel.attach()
         if refused is not None:
-            if streaming:
-                await _http.start_stream(send, headers, transport.content_type)
-                if prelude:
-                    await send({"type": "http.response.body", "body": prelude.encode(), "more_body": True})
-                await write(refused)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            else:
-                await write(refused)
+            await writer.refuse(refused)
             return
         interrupted = False
         try:
@@ -379,26 +357,21 @@ class SockJSApp:
                 async def watch() -> None:
                     nonlocal interrupted
                     await _http.watch_disconnect(receive)
-                    interrupted = not finished
+                    interrupted = not writer.is_finished
                     task_group.cancel_scope.cancel()
 
                 task_group.start_soon(watch)
-                if streaming:
-                    await _http.start_stream(send, headers, transport.content_type)
-                    if prelude:
-                        await send({"type": "http.response.body", "body": prelude.encode(), "more_body": True})
-                limit = self.options.response_limit if streaming else 1
-                await _http.pump(channel, write, limit=limit, heartbeat_delay=self.options.heartbeat_delay)
-                if streaming:
-                    finished = True
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await writer.start()
+                limit = self.options.response_limit if writer.is_streaming else 1
+                await _http.pump(channel, writer.write, limit=limit, heartbeat_delay=self.options.heartbeat_delay)
+                await writer.end()
                 task_group.cancel_scope.cancel()
         except OSError:
             interrupted = True  # the server reported the client gone while we wrote
         finally:
             channel.detach(interrupted=interrupted)
             if interrupted:
-                logger.debug("client aborted a %s request", transport.name)
+                logger.debug("client aborted a %s request", channel.transport)
 
     # -- sessions and handlers -------------------------------------------------------------
 
@@ -411,6 +384,11 @@ class SockJSApp:
             max_pending_size=options.max_pending_size,
             max_incoming_messages=options.max_incoming_messages,
         )
+
+    def _same_client(self, channel: Channel, request: HTTPConnection) -> bool:
+        if not self.options.verify_ip:
+            return True
+        return channel.client_host == (request.client.host if request.client else None)
 
     async def _authorized(self, request: HTTPConnection) -> bool:
         authorize: Authorize | None = self.options.authorize

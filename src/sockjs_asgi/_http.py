@@ -17,8 +17,9 @@ from .protocol import frames
 from .protocol.errors import RemoteProtocolError
 from .protocol.http import NOT_FOUND, Headers
 from .protocol.session import SessionState
+from .protocol.transports import Kind, Transport, htmlfile_prelude
 
-__all__ = ["pump", "read_body", "respond", "watch_disconnect"]
+__all__ = ["FrameWriter", "pump", "read_body", "respond", "watch_disconnect"]
 
 Write = Callable[[str], Awaitable[int]]
 
@@ -91,6 +92,53 @@ async def watch_disconnect(receive: Receive) -> None:
     """Return when the client disconnects (the request body, if any, is discarded)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+class FrameWriter:
+    """Writes frames of one receiving request in its transport's shape.
+
+    A polling transport answers one frame as a whole response (with Content-Length); a
+    streaming one starts the response with the prelude, sends each frame as its own chunk
+    (PROTOCOL.md 9) and ends when told.
+    """
+
+    def __init__(self, send: Send, transport: Transport, callback: str, headers: Headers) -> None:
+        self._send = send
+        self._transport = transport
+        self._callback = callback
+        self._headers = headers
+        self.is_streaming = transport.kind is Kind.STREAMING
+        self.prelude = htmlfile_prelude(callback) if transport.name == "htmlfile" else transport.prelude
+        #: Whether the response is complete: a disconnect after that is no abort.
+        self.is_finished = False
+
+    async def start(self) -> None:
+        if self.is_streaming:
+            await start_stream(self._send, self._headers, self._transport.content_type)
+            if self.prelude:
+                await self._send({"type": "http.response.body", "body": self.prelude.encode(), "more_body": True})
+
+    async def write(self, frame: str) -> int:
+        """Write one frame; returns the bytes counted against the response limit."""
+        body = self._transport.wrap(frame, self._callback).encode()
+        if self.is_streaming:
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        else:
+            self.is_finished = True
+            body = self.prelude.encode() + body
+            await respond(self._send, 200, self._headers, body, content_type=self._transport.content_type)
+        return len(body)
+
+    async def end(self) -> None:
+        if self.is_streaming and not self.is_finished:
+            self.is_finished = True
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def refuse(self, frame: str) -> None:
+        """Answer with ``frame`` alone (2010, or a close frame) without attaching."""
+        await self.start()
+        await self.write(frame)
+        await self.end()
 
 
 async def pump(channel: Channel, write: Write, *, limit: int, heartbeat_delay: float) -> None:

@@ -36,6 +36,7 @@ class Options:
     disconnect_delay: float = 5.0
     response_limit: int = 128 * 1024
     cookie_needed: bool = False
+    verify_ip: bool = False
     disabled_transports: frozenset[str] = frozenset()
     max_request_size: int = 1024 * 1024
     max_pending_size: int = 1024 * 1024
@@ -50,8 +51,9 @@ class Options:
         _positive("disconnect_delay", self.disconnect_delay)
         for name in ("response_limit", "max_request_size", "max_pending_size", "max_incoming_messages"):
             _positive(name, getattr(self, name), integer=True)
-        if not isinstance(self.cookie_needed, bool):
-            raise TypeError(f"cookie_needed must be a bool, got {self.cookie_needed!r}")
+        for name in ("cookie_needed", "verify_ip"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.authorize is not None and not callable(self.authorize):
             raise TypeError(f"authorize must be an async callable, got {self.authorize!r}")
         try:

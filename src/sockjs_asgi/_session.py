@@ -44,6 +44,8 @@ class Channel:
         self.max_pending_size = max_pending_size
         self.max_incoming_messages = max_incoming_messages
         self.incoming: deque[str] = deque()
+        #: The client address that opened the session (for ``verify_ip``).
+        self.client_host: str | None = None
         # Each event is replaced after it fires, so a waiter always waits for the next change.
         self._outgoing = anyio.Event()  # frames to write, or the session closed
         self._incoming = anyio.Event()  # messages for the handler, or the session closed
