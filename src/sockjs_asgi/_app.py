@@ -206,7 +206,7 @@ class SockJSApp:
             await _http.respond(send, 405, [("allow", ", ".join(found.methods))])
         elif is_websocket:
             # An HTTP request reached a websocket URL: no valid Upgrade (PROTOCOL.md 6).
-            body = b'Can "Upgrade" only to "WebSocket".'
+            body = b"Not a valid websocket request"
             await _http.respond(send, 400, body=body, content_type="text/plain; charset=UTF-8")
         elif found.endpoint is wire.Endpoint.GREETING:
             await _http.respond(send, 200, body=wire.GREETING.encode(), content_type="text/plain; charset=UTF-8")
@@ -257,7 +257,8 @@ class SockJSApp:
     # -- session transports --------------------------------------------------------------
 
     def _session_headers(self, transport: Transport, request: HTTPConnection) -> wire.Headers:
-        headers = list(wire.NO_CACHE)
+        """CORS, cookie and the transport's own headers; caching headers are the caller's."""
+        headers: wire.Headers = []
         if transport.has_cors:
             headers += self._cors(request)
         if self.options.cookie_needed:
@@ -272,13 +273,17 @@ class SockJSApp:
         headers = self._session_headers(transport, request)
         if scope["method"] == "OPTIONS":
             preflight = wire.preflight_headers(("OPTIONS", "POST"), time.time())
-            await _http.respond(send, 204, headers[1:] + preflight)
+            await _http.respond(send, 204, headers + preflight)
             return
+        headers = wire.NO_CACHE + headers
         try:
             if transport.kind is Kind.SEND:
                 await self._serve_send(transport, session_id, request, receive, send, headers)
             else:
-                callback = validate_callback(request.query_params.get("c")) if transport.needs_callback else ""
+                callback = ""
+                if transport.needs_callback:
+                    query = request.query_params
+                    callback = validate_callback(query.get("c", query.get("callback")))
                 await self._serve_receiver(transport, session_id, callback, request, receive, send, headers)
         except RemoteProtocolError as exc:
             await _http.error(send, exc, headers)
