@@ -33,6 +33,7 @@ from ._hub import Hub
 from ._metrics import Metrics
 from ._options import Authorize, Options
 from ._session import Channel, Registry
+from ._signals import on_termination
 from ._types import Receive, Scope, Send
 from .protocol import http as wire
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
@@ -102,6 +103,7 @@ class SockJSApp:
         self._task_group: TaskGroup | None = None
         self._links: set[Channel | _websocket.RawLink] = set()
         self._handler_returned = anyio.Event()
+        self._closing_all = False
         self._iframe, self._etag = wire.iframe_page(self.options.sockjs_url)
 
     def __repr__(self) -> str:
@@ -144,32 +146,42 @@ class SockJSApp:
     async def run(self, *, shutdown_timeout: float = 5.0) -> AsyncIterator[None]:
         """Own the sessions' tasks for the duration of the block.
 
-        On exit every session gets a close frame (1001, "Server shutting down"), every
-        streaming response ends, and handlers get ``shutdown_timeout`` seconds to return
-        before they are cancelled.
+        Shutdown begins when the block exits, or as soon as the process gets SIGINT or SIGTERM
+        (see ``_signals``): every session gets a close frame (1001, "Server shutting down"),
+        every streaming response ends, sessions are forgotten at once, and handlers get
+        ``shutdown_timeout`` seconds to return before they are cancelled.
         """
         if self._task_group is not None:
             raise RuntimeError("SockJSApp.run() is already active")
+        self._closing_all = False
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
             try:
-                yield
+                with on_termination(self.close_all):
+                    yield
             finally:
                 self._task_group = None
                 with anyio.CancelScope(shield=True):
-                    await self._shutdown(shutdown_timeout)
+                    self.close_all()
+                    with anyio.move_on_after(shutdown_timeout):
+                        while self.hub.connections:
+                            await self._handler_returned.wait()
                 task_group.cancel_scope.cancel()
 
     def lifespan(self, app: object = None) -> Any:
         """``run()`` in the shape Starlette and FastAPI take as ``lifespan=``."""
         return self.run()
 
-    async def _shutdown(self, grace: float) -> None:
+    def close_all(self, code: int = CloseReason.SHUTDOWN[0], reason: str = CloseReason.SHUTDOWN[1]) -> None:
+        """Close every connection and forget every session without waiting for its clients.
+
+        ``run()`` calls this on shutdown; call it yourself if your host stops in another way.
+        """
+        self._closing_all = True
         for link in list(self._links):
-            await link.aclose(*CloseReason.SHUTDOWN)
-        with anyio.move_on_after(grace):
-            while self.hub.connections:
-                await self._handler_returned.wait()
+            link.close_now(code, reason)
+        for channel in self.registry:
+            channel.expire_now()
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -336,6 +348,9 @@ class SockJSApp:
             await writer.refuse(OTHER_ADDRESS)
             return
         if channel is None:
+            if self._closing_all:  # the server is stopping: no new sessions
+                await writer.refuse(close_frame(*CloseReason.SHUTDOWN))
+                return
             if not await self._authorized(request):
                 await _http.respond(send, 403, body=b"Forbidden", content_type="text/plain; charset=UTF-8")
                 return

@@ -161,6 +161,11 @@ class Channel:
         else:
             self._timing = self._fire(self._timing)
 
+    def expire_now(self) -> None:
+        """Forget the session as soon as no receiver is attached (the server is stopping)."""
+        self.core.disconnect_delay = 0
+        self._timing = self._fire(self._timing)
+
     def terminate(self, code: int, reason: str) -> None:
         """Close and forget at once (a websocket session whose socket is gone)."""
         self.core.terminate(code, reason)
