@@ -442,11 +442,12 @@ class SockJSApp:
         self.metrics.opened(conn.transport)
         try:
             await self.handler(conn)
-        except ConnectionClosed:
-            logger.debug("%r: the handler sent on a closed connection", conn)
-        except Exception:
-            logger.exception("%r: the handler raised; closing the connection", conn)
-            await link.aclose(*CloseReason.INTERNAL_ERROR)
+        except Exception as exc:
+            if _is_connection_closed(exc):
+                logger.debug("%r: the handler sent on a closed connection", conn)
+            else:
+                logger.exception("%r: the handler raised; closing the connection", conn)
+                await link.aclose(*CloseReason.INTERNAL_ERROR)
         finally:
             self.hub.remove(conn)
             self.metrics.closed(conn.transport)
@@ -454,6 +455,15 @@ class SockJSApp:
             self._handler_returned.set()
             self._handler_returned = anyio.Event()
         await link.aclose(*CloseReason.GO_AWAY)
+
+
+def _is_connection_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` is ConnectionClosed, alone or as every leaf of exception groups
+    (a handler's task group wraps what its tasks raise)."""
+    group: tuple[BaseException, ...] | None = getattr(exc, "exceptions", None)
+    if group is not None:
+        return all(_is_connection_closed(inner) for inner in group)
+    return isinstance(exc, ConnectionClosed)
 
 
 def lifespan(*apps: SockJSApp) -> Callable[[object], Any]:

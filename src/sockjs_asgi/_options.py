@@ -69,9 +69,17 @@ class Options:
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known | {'disabled_transports'})}")
-        if isinstance(disabled_transports, str):
-            raise TypeError("disabled_transports must be a collection of names, not a string")
-        return cls(disabled_transports=frozenset(disabled_transports), **options)  # type: ignore[arg-type]
+        try:
+            if isinstance(disabled_transports, str):
+                raise TypeError
+            names = frozenset(disabled_transports)
+            if not all(isinstance(name, str) for name in names):
+                raise TypeError
+        except TypeError:
+            raise TypeError(
+                f"disabled_transports must be a collection of transport names, got {disabled_transports!r}"
+            ) from None
+        return cls(disabled_transports=names, **options)  # type: ignore[arg-type]
 
     @property
     def has_websocket(self) -> bool:

@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 
 from ._app import SockJSApp
 from ._http import not_found
-from ._types import ASGIApp, Receive, Scope, Send
+from ._types import AnyASGIApp, Receive, Scope, Send
 
 __all__ = ["SockJSRouter"]
 
@@ -22,7 +22,7 @@ __all__ = ["SockJSRouter"]
 class SockJSRouter:
     """Route ``services`` (prefix to :class:`SockJSApp`) and pass the rest to ``app``."""
 
-    def __init__(self, services: Mapping[str, SockJSApp], app: ASGIApp | None = None) -> None:
+    def __init__(self, services: Mapping[str, SockJSApp], app: AnyASGIApp | None = None) -> None:
         for prefix in services:
             if not prefix.startswith("/") or prefix.endswith("/"):
                 raise ValueError(f"a prefix starts with '/' and does not end with one, got {prefix!r}")

@@ -6,6 +6,7 @@ session id and it ends with the socket, without ``disconnect_delay``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from typing import TYPE_CHECKING
@@ -119,7 +120,8 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
                 channel.terminate(*BROKEN_FRAMING)
                 if socket_open:
                     socket_open = False
-                    await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
+                    with contextlib.suppress(OSError):  # the client may be gone already
+                        await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
                 return
 
     async def write(frame: str) -> int:
@@ -149,14 +151,17 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
 class RawLink:
     """A raw websocket: messages go out and come in verbatim, with no SockJS framing.
 
-    Outgoing messages go through a queue written by :meth:`write`, so that a broadcast can add
-    to it without waiting, as for SockJS sessions.
+    Like a SockJS session, it has two queues: :meth:`read` fills the incoming one, so that a
+    handler waiting in :meth:`receive` wakes when the connection closes from either side, and
+    :meth:`write` empties the outgoing one, so that a broadcast can add to it without waiting.
     """
 
-    def __init__(self, receive: Receive, send: Send, *, max_pending_size: int) -> None:
+    def __init__(self, receive: Receive, send: Send, *, max_pending_size: int, max_incoming_messages: int) -> None:
         self._receive = receive
         self._send = send
         self.max_pending_size = max_pending_size
+        self.max_incoming_messages = max_incoming_messages
+        self._incoming: deque[str] = deque()
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._pending: deque[str] = deque()
@@ -210,17 +215,31 @@ class RawLink:
         except OSError:
             self.close_now(1006, "Socket lost")  # the server reports the socket gone
 
-    async def receive(self) -> str | None:
-        while not self.is_closed:
+    async def read(self) -> None:
+        """Read the socket until it closes, queueing text messages for :meth:`receive`."""
+        while True:
             message = await self._receive()
             if message["type"] == "websocket.disconnect":
                 self._socket_closed = True
                 self.close_now(message.get("code", 1005), message.get("reason") or "")
-                return None
+                return
             text = _text(message)
-            if text is not None:
-                return text
-        return None
+            if text is None or self.is_closed:
+                continue  # nothing to deliver; keep reading until the socket closes
+            while len(self._incoming) >= self.max_incoming_messages and not self.is_closed:
+                await self._changed.wait()
+            self._incoming.append(text)
+            self._wake()
+
+    async def receive(self) -> str | None:
+        """The next message; ``None`` once the connection is closed and nothing is left."""
+        while not self._incoming:
+            if self.is_closed:
+                return None
+            await self._changed.wait()
+        message = self._incoming.popleft()
+        self._wake()
+        return message
 
 
 async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -228,7 +247,11 @@ async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) 
     request = await _accept(app, scope, receive, send)
     if request is None:
         return
-    link = RawLink(receive, send, max_pending_size=app.options.max_pending_size)
+    options = app.options
+    link = RawLink(
+        receive, send, max_pending_size=options.max_pending_size, max_incoming_messages=options.max_incoming_messages
+    )
     async with anyio.create_task_group() as task_group:
+        task_group.start_soon(link.read)
         task_group.start_soon(link.write)
         await app.run_handler(link, Connection(link, request, "raw_websocket", app.hub, app.metrics))

@@ -21,6 +21,7 @@ after the response (see :class:`~sockjs_asgi.SockJSApp`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
@@ -45,9 +46,10 @@ HeadersLike = Mapping[str, str] | None
 class WebSocketDenied(SockJSError):
     """The application refused a websocket before accepting it."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, body: bytes = b"") -> None:
         super().__init__(f"websocket refused with status {status}")
         self.status = status
+        self.body = body
 
 
 @dataclass
@@ -134,7 +136,8 @@ class TestClient:
 
         async def run() -> None:
             scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-            await self.app(scope, app_receive.receive, app_send.send)
+            with app_receive, app_send:
+                await self.app(scope, app_receive.receive, app_send.send)
 
         self.task_group.start_soon(run)
         await to_app.send({"type": "lifespan.startup"})
@@ -144,8 +147,9 @@ class TestClient:
 
     async def _stop_lifespan(self) -> None:
         assert self._lifespan_send is not None and self._lifespan_receive is not None
-        await self._lifespan_send.send({"type": "lifespan.shutdown"})
-        message = await self._lifespan_receive.receive()
+        with self._lifespan_send, self._lifespan_receive:
+            await self._lifespan_send.send({"type": "lifespan.shutdown"})
+            message = await self._lifespan_receive.receive()
         if message["type"] != "lifespan.shutdown.complete":
             raise RuntimeError(f"lifespan shutdown failed: {message}")
 
@@ -221,15 +225,17 @@ class TestClient:
                 chunks_in.close()
 
         self.task_group.start_soon(call)
-        await started.wait()
-        if not start:
-            raise RuntimeError("the application returned without a response")
-        headers_out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start[0].get("headers", [])]
-        response = StreamingResponse(start[0]["status"], headers_out, chunks_out)
         try:
-            yield response
+            await started.wait()
+            if not start:
+                raise RuntimeError("the application returned without a response")
+            headers_out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start[0].get("headers", [])]
+            yield StreamingResponse(start[0]["status"], headers_out, chunks_out)
         finally:
+            # Leaving early, or being cancelled while the application has not answered yet,
+            # is a client going away.
             disconnect.set()
+            chunks_out.close()
 
     async def request(
         self,
@@ -254,6 +260,8 @@ class TestClient:
 
         Leaving the block closes the session from the client's side.
         """
+        if transport not in ("websocket", "xhr", "xhr_streaming"):
+            raise ValueError(f"connect() speaks websocket, xhr and xhr_streaming, not {transport!r}")
         base = f"{path.rstrip('/')}/{secrets.randbelow(1000):03d}/{secrets.token_hex(4)}"
         session = ClientSession(self, base, transport, headers)
         async with anyio.create_task_group() as task_group:
@@ -272,26 +280,47 @@ class TestClient:
         to_app, app_receive = anyio.create_memory_object_stream[Message](math.inf)
         app_send, from_app = anyio.create_memory_object_stream[Message](math.inf)
 
-        async def call() -> None:
+        async def send(message: Message) -> None:
             try:
-                await self.app(scope, app_receive.receive, app_send.send)
-            finally:
-                app_send.close()
+                await app_send.send(message)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                # The client is gone: closing is moot, sending fails as on a real server
+                # (uvicorn raises its ClientDisconnected, an OSError).
+                if message["type"] != "websocket.close":
+                    raise OSError("the websocket client is gone") from None
+
+        async def call() -> None:
+            with app_receive, app_send:
+                await self.app(scope, app_receive.receive, send)
 
         to_app.send_nowait({"type": "websocket.connect"})
         self.task_group.start_soon(call)
-        message = await from_app.receive()
-        if message["type"] == "websocket.http.response.start":
-            raise WebSocketDenied(message["status"])
-        if message["type"] == "websocket.close":
-            raise WebSocketDenied(403)
-        assert message["type"] == "websocket.accept", message
+        try:
+            message = await from_app.receive()
+            if message["type"] == "websocket.http.response.start":
+                body = b""
+                while True:
+                    part = await from_app.receive()
+                    body += part.get("body", b"")
+                    if not part.get("more_body", False):
+                        break
+                raise WebSocketDenied(message["status"], body)
+            if message["type"] == "websocket.close":
+                raise WebSocketDenied(403)
+            assert message["type"] == "websocket.accept", message
+        except BaseException:
+            to_app.close()
+            from_app.close()
+            raise
         socket = WebSocket(to_app, from_app)
         try:
             yield socket
         finally:
             if socket.close_code is None:
-                to_app.send_nowait({"type": "websocket.disconnect", "code": 1000})
+                with contextlib.suppress(anyio.BrokenResourceError):
+                    to_app.send_nowait({"type": "websocket.disconnect", "code": 1000})
+            to_app.close()
+            from_app.close()
 
 
 class WebSocket:
@@ -318,7 +347,7 @@ class WebSocket:
         if message["type"] == "websocket.close":
             self.close_code = message.get("code", 1000)
             self.close_reason = message.get("reason") or ""
-            await self._to_app.send({"type": "websocket.disconnect", "code": self.close_code})
+            self._tell_app({"type": "websocket.disconnect", "code": self.close_code})
             return None
         return str(message["text"])
 
@@ -326,7 +355,11 @@ class WebSocket:
         """Close from the client's side."""
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-            await self._to_app.send({"type": "websocket.disconnect", "code": code, "reason": reason})
+            self._tell_app({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+    def _tell_app(self, message: Message) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):  # it returned already
+            self._to_app.send_nowait(message)
 
 
 # -- SockJS sessions --------------------------------------------------------------------------
@@ -384,12 +417,10 @@ class ClientSession:
             opened = anyio.Event()
             task_group.start_soon(self._run_websocket, opened)
             await opened.wait()
-        elif self.transport in ("xhr", "xhr_streaming"):
+        else:
             opened = anyio.Event()
             task_group.start_soon(self._run_http, opened)
             await opened.wait()
-        else:
-            raise ValueError(f"connect() speaks websocket, xhr and xhr_streaming, not {self.transport!r}")
         if not self._opened:
             raise AssertionError(f"the session did not open (close frame: {self.close_code}, {self.close_reason!r})")
 
