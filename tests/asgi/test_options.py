@@ -1,0 +1,106 @@
+"""Option validation: every bad option is refused with an error that names it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from sockjs_asgi import SockJSApp
+
+from .support import echo, serving
+
+pytestmark = pytest.mark.anyio
+
+NUMBERS = ["heartbeat_delay", "disconnect_delay"]
+INTEGERS = ["response_limit", "max_request_size", "max_pending_size", "max_incoming_messages"]
+
+BAD_OPTIONS: list[tuple[str, Any]] = [
+    *[(name, value) for name in NUMBERS for value in (0, -1, -0.5, math.nan, math.inf, "1", None, True)],
+    *[(name, value) for name in INTEGERS for value in (0, -1, 1.5, 1.0, "10", None, True, math.inf)],
+    ("cookie_needed", "yes"),
+    ("cookie_needed", 1),
+    ("cookie_needed", None),
+    ("verify_ip", "no"),
+    ("verify_ip", 0),
+    ("sockjs_url", "ftp://example.com/sockjs.js"),
+    ("sockjs_url", "sockjs.js"),
+    ("sockjs_url", ""),
+    ("sockjs_url", None),
+    ("sockjs_url", b"/sockjs.js"),
+    ("authorize", 3),
+    ("authorize", "yes"),
+    ("disabled_transports", ["xhr_send"]),
+    ("disabled_transports", ["jsonp_send"]),
+    ("disabled_transports", ["XHR"]),
+    ("disabled_transports", ["nope"]),
+    ("disabled_transports", "websocket"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_OPTIONS, ids=lambda item: repr(item))
+async def test_bad_option_is_refused_naming_it(name: str, value: Any) -> None:
+    with pytest.raises((TypeError, ValueError)) as raised:
+        SockJSApp(echo, **{name: value})
+    assert name in str(raised.value)
+
+
+@pytest.mark.parametrize("value", [None, 5, 1.5, object(), [["xhr"]]])
+async def test_disabled_transports_not_a_collection_is_refused_naming_it(value: Any) -> None:
+    with pytest.raises((TypeError, ValueError)) as raised:
+        SockJSApp(echo, disabled_transports=value)
+    assert "disabled_transports" in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["heartbeat", "prefix", "websocket", "response_limt", "transports"])
+async def test_unknown_option_is_refused_naming_it(name: str) -> None:
+    with pytest.raises(TypeError) as raised:
+        SockJSApp(echo, **{name: 1})
+    assert name in str(raised.value)
+
+
+@pytest.mark.parametrize("handler", [None, "echo", 3])
+async def test_handler_must_be_callable(handler: Any) -> None:
+    with pytest.raises(TypeError, match="handler"):
+        SockJSApp(handler)
+
+
+async def test_good_options_are_accepted() -> None:
+    async def authorize(request: object) -> bool:
+        return True
+
+    app = SockJSApp(
+        echo,
+        sockjs_url="http://cdn.example/sockjs.js",
+        heartbeat_delay=0.001,
+        disconnect_delay=1,
+        response_limit=1,
+        cookie_needed=True,
+        verify_ip=True,
+        disabled_transports={"htmlfile", "jsonp"},
+        max_request_size=1,
+        max_pending_size=1,
+        max_incoming_messages=1,
+        authorize=authorize,
+    )
+    assert app.options.heartbeat_delay == 0.001
+    assert app.options.response_limit == 1
+    assert app.options.disabled_transports == frozenset({"htmlfile", "jsonp"})
+
+
+async def test_defaults_follow_the_protocol() -> None:
+    """PROTOCOL.md 7.4: 25 s heartbeats, 5 s disconnect delay, 128 KiB response limit, no cookie."""
+    options = SockJSApp(echo).options
+    assert options.heartbeat_delay == 25
+    assert options.disconnect_delay == 5
+    assert options.response_limit == 128 * 1024
+    assert options.cookie_needed is False
+    assert options.disabled_transports == frozenset()
+    async with serving(echo) as client:
+        assert (await client.request("GET", "/info")).status == 200
+
+
+async def test_disabled_transports_accepts_any_iterable() -> None:
+    for value in (["jsonp"], ("jsonp",), {"jsonp"}, frozenset({"jsonp"}), (name for name in ["jsonp"])):
+        assert SockJSApp(echo, disabled_transports=value).options.disabled_transports == {"jsonp"}
