@@ -1,12 +1,15 @@
-"""What a SockJS client sees when a real server shuts down while it is connected.
+"""What a SockJS client sees when a real server shuts down without a termination signal.
 
-uvicorn and hypercorn send the ASGI ``lifespan.shutdown`` only after they have waited for the
-open connections (uvicorn: ``timeout_graceful_shutdown``, unbounded by default; hypercorn:
-``graceful_timeout``) and then cancelled whatever still runs.  A SockJS streaming response never
-ends on its own, so it is the server that cuts it: the client sees an incomplete response and
-no close frame, and ``SockJSApp.run()`` shuts down only sessions that have no request left.
-That is the servers' documented order, outside this library; these tests pin it down, so that
-they fail (and can be turned around) if a server starts telling applications earlier.
+When a server is stopped by a signal, ``SockJSApp.run()`` closes every session first (see
+``test_signal_shutdown.py``).  These servers run in a thread and are stopped from the test, as
+an embedding program would stop them, so no signal arrives: then uvicorn and hypercorn send the
+ASGI ``lifespan.shutdown`` only after they have waited for the open connections (uvicorn:
+``timeout_graceful_shutdown``; hypercorn: ``graceful_timeout``) and cancelled whatever still
+runs.  A SockJS streaming response never ends on its own, so it is the server that cuts it: the
+client sees an incomplete response and no close frame, and ``run()`` shuts down only sessions
+that have no request left.  An embedding program avoids this by calling
+``SockJSApp.close_all()`` before it stops the server.  These tests pin the servers' order down,
+so that they fail (and can be turned around) if a server starts telling applications earlier.
 """
 
 from __future__ import annotations
