@@ -169,3 +169,27 @@ async def test_streaming_receiver_gets_broadcasts_as_chunks() -> None:
             await recorder.opened.wait()
             assert await app.broadcast("a" * 40) == 1
             assert await read_all(stream) == [b'a["' + b"a" * 40 + b'"]\n']
+
+
+async def test_broadcast_encodes_the_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sockjs_asgi._hub
+
+    calls: list[str] = []
+    real = sockjs_asgi._hub.encode_string
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(sockjs_asgi._hub, "encode_string", counting)
+    app = SockJSApp(Recorder())
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client:
+            urls = [session_url() for _ in range(5)]
+            for url in urls:
+                assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+            await anyio.wait_all_tasks_blocked()
+            assert await app.broadcast("once") == 5
+            for url in urls:
+                assert (await client.request("POST", url + "/xhr")).body == b'a["once"]\n'
+    assert calls == ["once"]
