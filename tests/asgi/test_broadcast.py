@@ -173,9 +173,9 @@ async def test_streaming_receiver_gets_broadcasts_as_chunks() -> None:
 
 async def test_broadcast_encodes_the_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
     import sockjs_asgi._hub
+    from sockjs_asgi.protocol.escaping import encode_string as real
 
     calls: list[str] = []
-    real = sockjs_asgi._hub.encode_string
 
     def counting(text: str) -> str:
         calls.append(text)
