@@ -7,7 +7,7 @@ wrapper, and stop after a close frame or once the response limit is reached.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
@@ -24,14 +24,14 @@ __all__ = ["FrameWriter", "pump", "read_body", "respond", "watch_disconnect"]
 Write = Callable[[str], Awaitable[int]]
 
 
-def _raw(headers: Headers) -> list[tuple[bytes, bytes]]:
+def _raw(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 async def respond(
     send: Send,
     status: int,
-    headers: Headers = (),  # type: ignore[assignment]
+    headers: Sequence[tuple[str, str]] = (),
     body: bytes = b"",
     *,
     content_type: str | None = None,
@@ -58,7 +58,7 @@ async def not_found(send: Send) -> None:
     await respond(send, 404, body=NOT_FOUND.encode(), content_type="text/plain; charset=UTF-8")
 
 
-async def error(send: Send, exc: RemoteProtocolError, headers: Headers = ()) -> None:  # type: ignore[assignment]
+async def error(send: Send, exc: RemoteProtocolError, headers: Sequence[tuple[str, str]] = ()) -> None:
     await respond(send, exc.status, headers, exc.body.encode(), content_type="text/plain; charset=UTF-8")
 
 

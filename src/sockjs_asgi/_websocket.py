@@ -19,6 +19,7 @@ from ._http import pump
 from ._types import Receive, Scope, Send
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
 from .protocol.escaping import decode_messages
+from .protocol.http import NOT_FOUND
 
 if TYPE_CHECKING:
     from ._app import SockJSApp
@@ -31,27 +32,22 @@ logger = logging.getLogger("sockjs_asgi")
 BROKEN_FRAMING = (3000, "Broken framing.")
 
 
-async def deny(scope: Scope, receive: Receive, send: Send, status: int) -> None:
+async def _refuse(scope: Scope, send: Send, status: int) -> None:
     """Refuse a websocket before accepting it: with ``status`` where the server supports the
     denial-response extension, else by closing, which servers answer with 403."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = b"Forbidden" if status == 403 else b"404 Error: Page not found\n"
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=UTF-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
-    else:
+    if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008})
+        return
+    body = b"Forbidden" if status == 403 else NOT_FOUND.encode()
+    headers = [(b"content-type", b"text/plain; charset=UTF-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+
+
+async def deny(scope: Scope, receive: Receive, send: Send, status: int) -> None:
+    """Refuse a websocket request for a URL that takes none (404)."""
+    if (await receive())["type"] == "websocket.connect":
+        await _refuse(scope, send, status)
 
 
 def _text(message: dict[str, object] | object) -> str | None:
@@ -75,17 +71,7 @@ async def _accept(app: SockJSApp, scope: Scope, receive: Receive, send: Send) ->
     request = HTTPConnection(scope)
     options = app.options
     if options.authorize is not None and not await options.authorize(request):
-        if "websocket.http.response" in scope.get("extensions", {}):
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": 403,
-                    "headers": [(b"content-type", b"text/plain; charset=UTF-8"), (b"content-length", b"9")],
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": b"Forbidden", "more_body": False})
-        else:
-            await send({"type": "websocket.close", "code": 1008})
+        await _refuse(scope, send, 403)
         return None
     await send({"type": "websocket.accept"})
     return request
