@@ -341,7 +341,7 @@ class SockJSApp:
         send: Send,
         headers: wire.Headers,
     ) -> None:
-        writer = _http.FrameWriter(send, transport, callback, headers)
+        writer = _http.FrameWriter(send, transport, callback, headers, limit=self.options.response_limit)
         channel = self.registry.get(session_id)
         host_here = False
         if channel is not None and not self._same_client(channel, request):
@@ -370,7 +370,16 @@ class SockJSApp:
         if refused is not None:
             await writer.refuse(refused)
             return
+        attached = True
         interrupted = False
+
+        def detach() -> None:
+            nonlocal attached
+            if attached:
+                attached = False
+                channel.detach(interrupted=interrupted)
+
+        writer.before_last = detach
         try:
             async with anyio.create_task_group() as task_group:
 
@@ -382,14 +391,12 @@ class SockJSApp:
 
                 task_group.start_soon(watch)
                 await writer.start()
-                limit = self.options.response_limit if writer.is_streaming else 1
-                await _http.pump(channel, writer.write, limit=limit, heartbeat_delay=self.options.heartbeat_delay)
-                await writer.end()
+                await _http.pump(channel, writer.write, heartbeat_delay=self.options.heartbeat_delay)
                 task_group.cancel_scope.cancel()
         except OSError:
-            interrupted = True  # the server reported the client gone while we wrote
+            interrupted = not writer.is_finished  # the server reported the client gone while we wrote
         finally:
-            channel.detach(interrupted=interrupted)
+            detach()
             if interrupted:
                 logger.debug("client aborted a %s request", channel.transport)
 

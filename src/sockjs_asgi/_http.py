@@ -21,7 +21,7 @@ from .protocol.transports import Kind, Transport, htmlfile_prelude
 
 __all__ = ["FrameWriter", "pump", "read_body", "respond", "watch_disconnect"]
 
-Write = Callable[[str], Awaitable[int]]
+Write = Callable[[str], Awaitable[bool]]
 
 
 def _raw(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -95,21 +95,29 @@ async def watch_disconnect(receive: Receive) -> None:
 
 
 class FrameWriter:
-    """Writes frames of one receiving request in its transport's shape.
+    """Writes the frames of one receiving request in its transport's shape.
 
     A polling transport answers one frame as a whole response (with Content-Length); a
-    streaming one starts the response with the prelude, sends each frame as its own chunk
-    (PROTOCOL.md 9) and ends when told.
+    streaming one starts the response with the prelude and sends each frame as its own chunk
+    (PROTOCOL.md 9) until a close frame or ``limit`` bytes of frames, the prelude not counted
+    (PROTOCOL.md 7.5).
+
+    ``before_last`` runs just before the last frame goes out: the receiver detaches from its
+    session there, so that a client that polls again as soon as it has the answer is never
+    refused as a second receiver.
     """
 
-    def __init__(self, send: Send, transport: Transport, callback: str, headers: Headers) -> None:
+    def __init__(self, send: Send, transport: Transport, callback: str, headers: Headers, *, limit: int) -> None:
         self._send = send
         self._transport = transport
         self._callback = callback
         self._headers = headers
+        self._limit = limit if transport.kind is Kind.STREAMING else 1
+        self._sent = 0
         self.is_streaming = transport.kind is Kind.STREAMING
         self.prelude = htmlfile_prelude(callback) if transport.name == "htmlfile" else transport.prelude
-        #: Whether the response is complete: a disconnect after that is no abort.
+        self.before_last: Callable[[], None] | None = None
+        #: Whether the last frame went out: a disconnect after that is no abort.
         self.is_finished = False
 
     async def start(self) -> None:
@@ -118,35 +126,34 @@ class FrameWriter:
             if self.prelude:
                 await self._send({"type": "http.response.body", "body": self.prelude.encode(), "more_body": True})
 
-    async def write(self, frame: str) -> int:
-        """Write one frame; returns the bytes counted against the response limit."""
+    async def write(self, frame: str) -> bool:
+        """Write one frame; returns whether it was the last one of the response."""
         body = self._transport.wrap(frame, self._callback).encode()
-        if self.is_streaming:
-            await self._send({"type": "http.response.body", "body": body, "more_body": True})
-        else:
-            self.is_finished = True
+        self._sent += len(body)
+        self.is_finished = frames.is_close(frame) or self._sent >= self._limit
+        if self.is_finished and self.before_last is not None:
+            self.before_last()
+        if not self.is_streaming:
             body = self.prelude.encode() + body
             await respond(self._send, 200, self._headers, body, content_type=self._transport.content_type)
-        return len(body)
-
-    async def end(self) -> None:
-        if self.is_streaming and not self.is_finished:
-            self.is_finished = True
+            return True
+        await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        if self.is_finished:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        return self.is_finished
 
     async def refuse(self, frame: str) -> None:
         """Answer with ``frame`` alone (2010, or a close frame) without attaching."""
         await self.start()
         await self.write(frame)
-        await self.end()
 
 
-async def pump(channel: Channel, write: Write, *, limit: int, heartbeat_delay: float) -> None:
-    """Write the session's frames until a close frame or ``limit`` bytes (PROTOCOL.md 7.5).
+async def pump(channel: Channel, write: Write, *, heartbeat_delay: float) -> None:
+    """Write the session's frames until ``write`` says the last one went out.
 
-    The prelude is not counted; a polling transport passes ``limit=1`` to end after one frame.
+    A heartbeat goes out after ``heartbeat_delay`` seconds without a frame.  Returns at once
+    when the session is forgotten under the receiver (a websocket whose socket closed).
     """
-    sent = 0
     while channel.core.state is not SessionState.CLOSED:
         frame = channel.next_frame()
         if frame is None:
@@ -155,6 +162,5 @@ async def pump(channel: Channel, write: Write, *, limit: int, heartbeat_delay: f
             if not timer.cancelled_caught:
                 continue
             frame = frames.HEARTBEAT
-        sent += await write(frame)
-        if frames.is_close(frame) or sent >= limit:
+        if await write(frame):
             return

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from ._connection import Connection
 from ._http import pump
 from ._types import Receive, Scope, Send
+from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
 from .protocol.escaping import decode_messages
 from .protocol.http import NOT_FOUND
@@ -110,14 +111,14 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
                         await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
                 return
 
-    async def write(frame: str) -> int:
+    async def write(frame: str) -> bool:
         await send({"type": "websocket.send", "text": frame})
-        return 0
+        return frames.is_close(frame)
 
     async def run_pump() -> None:
         nonlocal socket_open
         try:
-            await pump(channel, write, limit=1 << 62, heartbeat_delay=app.options.heartbeat_delay)
+            await pump(channel, write, heartbeat_delay=app.options.heartbeat_delay)
             if socket_open:
                 socket_open = False
                 await send({"type": "websocket.close", "code": 1000})

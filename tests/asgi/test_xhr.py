@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
 import anyio
 import pytest
 
-from sockjs_asgi import Connection
+from sockjs_asgi import Connection, SockJSApp
 from sockjs_asgi.testing import Response, TestClient
 
 from .support import (
@@ -282,3 +285,67 @@ async def test_open_frame_does_not_wait_for_the_handler(lifespan: bool) -> None:
         assert (await client.request("POST", url + "/xhr_send", body=b'["x"]')).status == 204
         release.set()
         assert await poll(client, url) == 'a["x"]\n'
+
+
+async def _poll(app: SockJSApp, path: str, on_last_body: Callable[[], Awaitable[None]] | None = None) -> bytes:
+    """One xhr poll driven by hand, so that the next poll can start inside the send of this
+    one's last body message, before the application's code after that send has run."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    body: list[bytes] = []
+    done = anyio.Event()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                done.set()
+                if on_last_body is not None:
+                    await on_last_body()
+
+    await app(scope, receive, send)
+    return b"".join(body)
+
+
+async def test_a_poll_sent_as_soon_as_the_answer_is_out_is_not_refused() -> None:
+    """A fast client polls again as soon as it has the previous answer: the receiver must have
+    detached by then, or the new poll gets c[2010,...] (seen with a browser under hypercorn)."""
+    app = SockJSApp(echo, heartbeat_delay=0.05)
+    url = session_url() + "/xhr"
+    next_poll: list[bytes] = []
+
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+
+            async def poll_again() -> None:
+                next_poll.append(await _poll(app, url))
+
+            async def start_next_poll() -> None:
+                # Let the next poll run until it waits, before this send returns.
+                task_group.start_soon(poll_again)
+                await anyio.wait_all_tasks_blocked()
+
+            assert await _poll(app, url) == b"o\n"
+            assert await _poll(app, url, on_last_body=start_next_poll) == b"h\n"
+    assert next_poll == [b"h\n"]
