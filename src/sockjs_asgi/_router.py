@@ -9,12 +9,12 @@ application's own lifespan.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from ._app import SockJSApp
 from ._http import not_found
-from ._types import AnyASGIApp, Receive, Scope, Send
+from ._types import AnyASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SockJSRouter"]
 
@@ -53,13 +53,31 @@ class SockJSRouter:
             await send({"type": "websocket.close", "code": 1000})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            await receive()  # lifespan.startup
+            async with self._run_services():
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        # The wrapped application answers the lifespan messages; its "shutdown complete" is
+        # held back until the services have shut down too, or the server would stop first.
+        held: list[Message] = []
+
+        async def send_after_services(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                held.append(message)
+            else:
+                await send(message)
+
+        async with self._run_services():
+            await self.app(scope, receive, send_after_services)
+        for message in held:
+            await send(message)
+
+    @asynccontextmanager
+    async def _run_services(self) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             for service in self.services.values():
                 await stack.enter_async_context(service.run())
-            if self.app is not None:
-                await self.app(scope, receive, send)
-                return
-            await receive()
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-        await send({"type": "lifespan.shutdown.complete"})
+            yield

@@ -266,3 +266,20 @@ async def test_router_lifespan_runs_every_service() -> None:
 async def test_router_refuses_bad_prefixes(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
         SockJSRouter({prefix: SockJSApp(echo)})
+
+
+async def test_router_reports_shutdown_complete_after_its_services() -> None:
+    """Starlette answers the lifespan itself; its "shutdown complete" must wait for the SockJS
+    services, or the server stops (and cancels them) while they still close their sessions."""
+    recorder = Recorder()
+    router = SockJSRouter({"/echo": SockJSApp(recorder)}, Starlette())
+    lifespan = Lifespan(router)
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group, TestClient(router, lifespan=False) as client:
+            task_group.start_soon(lifespan.run)
+            await lifespan.startup()
+            assert (await client.request("POST", "/echo/000/s/xhr")).body == b"o\n"
+            await recorder.opened.wait()
+            await lifespan.shutdown()
+            assert recorder.finished.is_set()
+            assert recorder.connections[0].close_code == 1001
