@@ -20,7 +20,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -478,16 +478,15 @@ def lifespan(*apps: SockJSApp) -> Callable[[object], Any]:
 
     @asynccontextmanager
     async def combined(app: object) -> AsyncIterator[None]:
-        async with _run_all(apps):
+        async with run_all(apps):
             yield
 
     return combined
 
 
 @asynccontextmanager
-async def _run_all(apps: Iterable[SockJSApp]) -> AsyncIterator[None]:
-    from contextlib import AsyncExitStack
-
+async def run_all(apps: Iterable[SockJSApp]) -> AsyncIterator[None]:
+    """Every service's :meth:`SockJSApp.run`, for the duration of the block."""
     async with AsyncExitStack() as stack:
         for app in apps:
             await stack.enter_async_context(app.run())

@@ -9,10 +9,9 @@ application's own lifespan.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Mapping
 
-from ._app import SockJSApp
+from ._app import SockJSApp, run_all
 from ._http import not_found
 from ._types import AnyASGIApp, Message, Receive, Scope, Send
 
@@ -55,7 +54,7 @@ class SockJSRouter:
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is None:
             await receive()  # lifespan.startup
-            async with self._run_services():
+            async with run_all(self.services.values()):
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown
             await send({"type": "lifespan.shutdown.complete"})
@@ -70,14 +69,7 @@ class SockJSRouter:
             else:
                 await send(message)
 
-        async with self._run_services():
+        async with run_all(self.services.values()):
             await self.app(scope, receive, send_after_services)
         for message in held:
             await send(message)
-
-    @asynccontextmanager
-    async def _run_services(self) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for service in self.services.values():
-                await stack.enter_async_context(service.run())
-            yield
