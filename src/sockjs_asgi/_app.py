@@ -454,14 +454,14 @@ class SockJSApp:
                 logger.debug("%r: the handler sent on a closed connection", conn)
             else:
                 logger.exception("%r: the handler raised; closing the connection", conn)
-                await link.aclose(*CloseReason.INTERNAL_ERROR)
+                link.close_now(*CloseReason.INTERNAL_ERROR)
         finally:
             self.hub.remove(conn)
             self.metrics.closed(conn.transport)
             self._links.discard(link)
             self._handler_returned.set()
             self._handler_returned = anyio.Event()
-        await link.aclose(*CloseReason.GO_AWAY)
+        link.close_now(*CloseReason.GO_AWAY)
 
 
 def _is_connection_closed(exc: BaseException) -> bool:

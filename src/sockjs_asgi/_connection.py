@@ -32,8 +32,6 @@ class _Link(Protocol):
     @property
     def close_reason(self) -> str | None: ...
 
-    async def aclose(self, code: int, reason: str) -> None: ...
-
     async def receive(self) -> str | None: ...
 
     @property
@@ -127,7 +125,7 @@ class Connection:
         """
         if isinstance(code, bool) or not isinstance(code, int) or not isinstance(reason, str):
             raise TypeError("close() takes an int code and a str reason")
-        await self._link.aclose(code, reason)
+        self._link.close_now(code, reason)
 
     async def receive(self) -> str:
         """The next message.  Raises :class:`ConnectionClosed` once the connection is closed."""

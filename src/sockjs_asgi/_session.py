@@ -76,9 +76,7 @@ class Channel:
 
     async def send(self, message: str) -> None:
         """Queue a message, waiting while too much is already queued."""
-        await self.send_encoded(encode_string(message))
-
-    async def send_encoded(self, encoded: str) -> None:
+        encoded = encode_string(message)
         while self.core.pending_size >= self.max_pending_size and not self.core.is_closed:
             await self._drained.wait()
         self.send_encoded_nowait(encoded)
@@ -95,9 +93,6 @@ class Channel:
     def push(self, message: str, encoded: str) -> None:
         self.send_encoded_nowait(encoded)
 
-    def close_now(self, code: int, reason: str) -> None:
-        self.close(code, reason)
-
     @property
     def close_code(self) -> int | None:
         return self.core.close_code
@@ -106,14 +101,10 @@ class Channel:
     def close_reason(self) -> str | None:
         return self.core.close_reason
 
-    def close(self, code: int, reason: str) -> bool:
-        closed = self.core.close(code, reason)
-        if closed:
+    def close_now(self, code: int, reason: str) -> None:
+        """Close the session; the attached receiver, if any, writes the close frame."""
+        if self.core.close(code, reason):
             self._closed_changed()
-        return closed
-
-    async def aclose(self, code: int, reason: str) -> None:
-        self.close(code, reason)
 
     async def receive(self) -> str | None:
         """The next message from the client; ``None`` once the session is closed and empty."""

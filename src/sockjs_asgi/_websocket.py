@@ -181,9 +181,6 @@ class RawLink:
             self.close_code, self.close_reason = code, reason
             self._wake()
 
-    async def aclose(self, code: int, reason: str) -> None:
-        self.close_now(code, reason)
-
     async def write(self) -> None:
         """Write queued messages until the connection closes, then close the socket."""
         try:
