@@ -12,7 +12,6 @@ the handler.  Neither drops a message.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Iterator
 
@@ -22,8 +21,6 @@ from .protocol.escaping import encode_string
 from .protocol.session import Session, SessionState
 
 __all__ = ["Channel", "Registry"]
-
-logger = logging.getLogger("sockjs_asgi")
 
 
 class Channel:

@@ -7,7 +7,6 @@ session id and it ends with the socket, without ``disconnect_delay``.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from ._app import SockJSApp
 
 __all__ = ["RawLink", "deny", "serve_raw", "serve_session"]
-
-logger = logging.getLogger("sockjs_asgi")
 
 #: Close code and reason for a client message that is not JSON (node's choice).
 BROKEN_FRAMING = (3000, "Broken framing.")
