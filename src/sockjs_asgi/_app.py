@@ -102,7 +102,9 @@ class SockJSApp:
         self.metrics = Metrics()
         self._task_group: TaskGroup | None = None
         self._links: set[Channel | _websocket.RawLink] = set()
-        self._handler_returned = anyio.Event()
+        # Created in the event loop that waits on it: an app may outlive one loop (tests run the
+        # same module-level app on asyncio and then on trio).
+        self._handler_returned: anyio.Event | None = None
         self._closing_all = False
         self._iframe, self._etag = wire.iframe_page(self.options.sockjs_url)
 
@@ -154,19 +156,24 @@ class SockJSApp:
         if self._task_group is not None:
             raise RuntimeError("SockJSApp.run() is already active")
         self._closing_all = False
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            try:
-                with on_termination(self.close_all):
-                    yield
-            finally:
-                self._task_group = None
-                with anyio.CancelScope(shield=True):
-                    self.close_all()
-                    with anyio.move_on_after(shutdown_timeout):
-                        while self.hub.connections:
-                            await self._handler_returned.wait()
-                task_group.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                try:
+                    with on_termination(self.close_all):
+                        yield
+                finally:
+                    self._task_group = None
+                    with anyio.CancelScope(shield=True):
+                        self.close_all()
+                        with anyio.move_on_after(shutdown_timeout):
+                            while self.hub.connections:
+                                if self._handler_returned is None:
+                                    self._handler_returned = anyio.Event()
+                                await self._handler_returned.wait()
+                    task_group.cancel_scope.cancel()
+        finally:
+            self.registry.clear()  # what the cancelled supervisors could not remove
 
     def lifespan(self, app: object = None) -> Any:
         """``run()`` in the shape Starlette and FastAPI take as ``lifespan=``."""
@@ -459,8 +466,9 @@ class SockJSApp:
             self.hub.remove(conn)
             self.metrics.closed(conn.transport)
             self._links.discard(link)
-            self._handler_returned.set()
-            self._handler_returned = anyio.Event()
+            if self._handler_returned is not None:
+                self._handler_returned.set()
+                self._handler_returned = None
         link.close_now(*CloseReason.GO_AWAY)
 
 

@@ -195,6 +195,9 @@ class Registry:
         assert channel.session_id is not None
         self._sessions[channel.session_id] = channel
 
+    def clear(self) -> None:
+        self._sessions.clear()
+
     def remove(self, channel: Channel) -> None:
         if channel.session_id is not None and self._sessions.get(channel.session_id) is channel:
             del self._sessions[channel.session_id]
