@@ -31,7 +31,7 @@ from . import _http, _websocket
 from ._connection import Connection
 from ._hub import Hub
 from ._metrics import Metrics
-from ._options import Authorize, Options
+from ._options import DEFAULT_SOCKJS_URL, Authorize, Options, names
 from ._session import Channel, Registry
 from ._signals import on_termination
 from ._types import Receive, Scope, Send
@@ -69,8 +69,8 @@ def sub_path(scope: Scope) -> str:
 class SockJSApp:
     """An ASGI application serving one SockJS service.
 
-    ``handler`` is called with a :class:`Connection` for every client connection.  Options
-    (with the protocol's defaults):
+    ``handler`` is called with a :class:`Connection` for every client connection.  The options
+    are keyword-only; their defaults are the protocol's:
 
     * ``sockjs_url``: the sockjs-client script loaded by the iframe page; it must be the same
       version as the page's client.
@@ -88,13 +88,44 @@ class SockJSApp:
     * ``max_pending_size`` (1 MiB): ``send()`` waits while this many characters wait for a client.
     * ``max_incoming_messages`` (1024): send requests wait while this many messages wait for
       the handler.
+
+    A misspelt option is a ``TypeError`` (and a type checker's error); a bad value raises
+    ``TypeError`` or ``ValueError`` naming the option.
     """
 
-    def __init__(self, handler: Handler, **options: Any) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        sockjs_url: str = DEFAULT_SOCKJS_URL,
+        heartbeat_delay: float = 25.0,
+        disconnect_delay: float = 5.0,
+        response_limit: int = 128 * 1024,
+        cookie_needed: bool = False,
+        verify_ip: bool = False,
+        disabled_transports: Iterable[str] = (),
+        authorize: Authorize | None = None,
+        max_request_size: int = 1024 * 1024,
+        max_pending_size: int = 1024 * 1024,
+        max_incoming_messages: int = 1024,
+    ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be an async callable, got {handler!r}")
         self.handler = handler
-        self.options = Options.build(**options)
+        #: The validated options.
+        self.options = Options(
+            sockjs_url=sockjs_url,
+            heartbeat_delay=heartbeat_delay,
+            disconnect_delay=disconnect_delay,
+            response_limit=response_limit,
+            cookie_needed=cookie_needed,
+            verify_ip=verify_ip,
+            disabled_transports=names("disabled_transports", disabled_transports),
+            authorize=authorize,
+            max_request_size=max_request_size,
+            max_pending_size=max_pending_size,
+            max_incoming_messages=max_incoming_messages,
+        )
         self.registry = Registry()
         #: Live connections and rooms.
         self.hub = Hub()

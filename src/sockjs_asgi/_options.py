@@ -1,4 +1,9 @@
-"""Options of a SockJS service, checked once when the application is built."""
+"""Options of a SockJS service, checked once when the application is built.
+
+The options, their defaults and their meaning are declared once, as the keyword-only
+parameters of :class:`~sockjs_asgi.SockJSApp` (so type checkers and editors see them);
+:class:`Options` is the validated record the application keeps.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from starlette.requests import HTTPConnection
 
 from .protocol.transports import RECEIVERS, Transport, enabled_transports
 
-__all__ = ["Authorize", "Options"]
+__all__ = ["DEFAULT_SOCKJS_URL", "Authorize", "Options", "names"]
 
 #: The client served to the iframe page unless ``sockjs_url`` says otherwise.
 DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
@@ -19,7 +24,7 @@ DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.m
 Authorize = Callable[[HTTPConnection], Awaitable[bool]]
 
 
-def _positive(name: str, value: float, *, integer: bool = False) -> None:
+def _positive(name: str, value: object, *, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         kind = "an integer" if integer else "a number"
         raise TypeError(f"{name} must be {kind}, got {value!r}")
@@ -27,21 +32,34 @@ def _positive(name: str, value: float, *, integer: bool = False) -> None:
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-@dataclass(frozen=True)
-class Options:
-    """Validated settings of one service (see ``SockJSApp`` for their meaning)."""
+def names(option: str, value: object) -> frozenset[str]:
+    """A collection of strings, refusing a bare string (its letters are not names)."""
+    try:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise TypeError
+        names = frozenset(value)
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError
+    except TypeError:
+        raise TypeError(f"{option} must be a collection of strings, got {value!r}") from None
+    return names
 
-    sockjs_url: str = DEFAULT_SOCKJS_URL
-    heartbeat_delay: float = 25.0
-    disconnect_delay: float = 5.0
-    response_limit: int = 128 * 1024
-    cookie_needed: bool = False
-    verify_ip: bool = False
-    disabled_transports: frozenset[str] = frozenset()
-    max_request_size: int = 1024 * 1024
-    max_pending_size: int = 1024 * 1024
-    max_incoming_messages: int = 1024
-    authorize: Authorize | None = None
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The validated settings of one service; see :class:`~sockjs_asgi.SockJSApp` for each."""
+
+    sockjs_url: str
+    heartbeat_delay: float
+    disconnect_delay: float
+    response_limit: int
+    cookie_needed: bool
+    verify_ip: bool
+    disabled_transports: frozenset[str]
+    max_request_size: int
+    max_pending_size: int
+    max_incoming_messages: int
+    authorize: Authorize | None
     transports: dict[str, Transport] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,30 +74,13 @@ class Options:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.authorize is not None and not callable(self.authorize):
             raise TypeError(f"authorize must be an async callable, got {self.authorize!r}")
+        # Whatever iterable the caller gave, keep a frozenset (a generator would be used up).
+        object.__setattr__(self, "disabled_transports", names("disabled_transports", self.disabled_transports))
         try:
             transports = enabled_transports(self.disabled_transports)
         except ValueError as exc:
             raise ValueError(f"disabled_transports: {exc}") from None
         object.__setattr__(self, "transports", transports)
-
-    @classmethod
-    def build(cls, *, disabled_transports: Iterable[str] = (), **options: object) -> Options:
-        """Build from keyword options, naming any unknown one."""
-        known = set(cls.__dataclass_fields__) - {"transports", "disabled_transports"}
-        unknown = set(options) - known
-        if unknown:
-            raise TypeError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known | {'disabled_transports'})}")
-        try:
-            if isinstance(disabled_transports, str):
-                raise TypeError
-            names = frozenset(disabled_transports)
-            if not all(isinstance(name, str) for name in names):
-                raise TypeError
-        except TypeError:
-            raise TypeError(
-                f"disabled_transports must be a collection of transport names, got {disabled_transports!r}"
-            ) from None
-        return cls(disabled_transports=names, **options)  # type: ignore[arg-type]
 
     @property
     def has_websocket(self) -> bool:

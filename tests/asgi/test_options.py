@@ -56,8 +56,22 @@ async def test_disabled_transports_not_a_collection_is_refused_naming_it(value: 
 @pytest.mark.parametrize("name", ["heartbeat", "prefix", "websocket", "response_limt", "transports"])
 async def test_unknown_option_is_refused_naming_it(name: str) -> None:
     with pytest.raises(TypeError) as raised:
-        SockJSApp(echo, **{name: 1})
+        SockJSApp(echo, **{name: 1})  # type: ignore[arg-type]
     assert name in str(raised.value)
+
+
+async def test_misspelt_option_is_a_type_error_at_run_time_and_for_mypy() -> None:
+    """The options are real keyword arguments.  The ``type: ignore`` comments below are the
+    typing test: ``mypy --strict`` (nox -s lint) warns about an unused ignore, so it fails if
+    the options ever become ``**options: Any`` again and these calls type-check."""
+    with pytest.raises(TypeError, match="heartbeat_dealy"):
+        SockJSApp(echo, heartbeat_dealy=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="heartbeat_delay"):
+        SockJSApp(echo, heartbeat_delay="1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="disabled_transports"):
+        SockJSApp(echo, disabled_transports=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="positional"):
+        SockJSApp(echo, "/sockjs.js")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("handler", [None, "echo", 3])

@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sockjs_asgi import Connection, SockJSApp, SockJSRouter
+from sockjs_asgi import Connection, Handler, SockJSApp, SockJSRouter
 
 __all__ = ["STATIC", "Record", "Recorder", "TestServices", "build_app"]
 
@@ -115,13 +115,16 @@ def build_app(client_js: Path) -> tuple[ASGIApp, TestServices]:
                 record.ended.set()
 
     # sockjs_url is relative, so the iframe page loads the client from its own origin.
-    options = {
-        "sockjs_url": "/sockjs.min.js",
-        "heartbeat_delay": HEARTBEAT_DELAY,
-        "disconnect_delay": DISCONNECT_DELAY,
-        "response_limit": RESPONSE_LIMIT,
-    }
-    services = TestServices(SockJSApp(echo, **options), SockJSApp(close, **options), recorder)
+    def service(handler: Handler) -> SockJSApp:
+        return SockJSApp(
+            handler,
+            sockjs_url="/sockjs.min.js",
+            heartbeat_delay=HEARTBEAT_DELAY,
+            disconnect_delay=DISCONNECT_DELAY,
+            response_limit=RESPONSE_LIMIT,
+        )
+
+    services = TestServices(service(echo), service(close), recorder)
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-store"})
