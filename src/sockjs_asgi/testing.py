@@ -258,18 +258,27 @@ class TestClient:
     ) -> AsyncIterator[ClientSession]:
         """Open a SockJS session with the service at ``path`` over ``transport``.
 
-        Leaving the block closes the session from the client's side.
+        A query string in ``path`` (``"/chat?token=x"``) is repeated on every request of the
+        session, after the transport's path, as sockjs-client does.  Raises ``AssertionError``
+        if the session does not open (say, ``authorize`` refused it).  Leaving the block
+        closes the session from the client's side.
         """
         if transport not in ("websocket", "xhr", "xhr_streaming"):
             raise ValueError(f"connect() speaks websocket, xhr and xhr_streaming, not {transport!r}")
+        path, mark, query = path.partition("?")
         base = f"{path.rstrip('/')}/{secrets.randbelow(1000):03d}/{secrets.token_hex(4)}"
-        session = ClientSession(self, base, transport, headers)
+        session = ClientSession(self, base, mark + query, transport, headers)
         async with anyio.create_task_group() as task_group:
-            await session._open(task_group)
-            try:
-                yield session
-            finally:
-                await session.close()
+            failure = await session._open(task_group)
+            if failure is None:
+                try:
+                    yield session
+                finally:
+                    await session.close()
+            else:
+                session._scope.cancel()
+        if failure is not None:  # raised here, not from inside the task group, to come out alone
+            raise AssertionError(failure)
 
     # -- websocket -----------------------------------------------------------------------
 
@@ -368,9 +377,11 @@ class WebSocket:
 class ClientSession:
     """A SockJS session seen from the client: messages in, messages out, close code and reason."""
 
-    def __init__(self, client: TestClient, base: str, transport: str, headers: HeadersLike) -> None:
+    def __init__(self, client: TestClient, base: str, query: str, transport: str, headers: HeadersLike) -> None:
         self._client = client
         self._base = base
+        self._query = query  # "" or "?..."
+        self._refused: str | None = None  # why the first request was refused, if it was
         self.transport = transport
         self._headers = dict(headers or {})
         self._messages: deque[str] = deque()
@@ -381,6 +392,9 @@ class ClientSession:
         #: The close frame's code and reason, once one arrived.
         self.close_code: int | None = None
         self.close_reason: str | None = None
+
+    def _url(self, suffix: str) -> str:
+        return f"{self._base}/{suffix}{self._query}"
 
     def _frame(self, frame: str) -> None:
         if frame.startswith("a"):
@@ -407,12 +421,13 @@ class ClientSession:
             await self._socket.send_text(payload)
             return
         response = await self._client.request(
-            "POST", self._base + "/xhr_send", body=payload.encode(), headers=self._headers
+            "POST", self._url("xhr_send"), body=payload.encode(), headers=self._headers
         )
         if response.status != 204:
             raise AssertionError(f"xhr_send answered {response.status}: {response.text}")
 
-    async def _open(self, task_group: TaskGroup) -> None:
+    async def _open(self, task_group: TaskGroup) -> str | None:
+        """Start the session's transport; returns why it did not open, if it did not."""
         if self.transport == "websocket":
             opened = anyio.Event()
             task_group.start_soon(self._run_websocket, opened)
@@ -421,18 +436,23 @@ class ClientSession:
             opened = anyio.Event()
             task_group.start_soon(self._run_http, opened)
             await opened.wait()
+        if self._refused is not None:
+            return f"the session did not open: {self._refused}"
         if not self._opened:
-            raise AssertionError(f"the session did not open (close frame: {self.close_code}, {self.close_reason!r})")
+            return f"the session did not open (close frame: {self.close_code}, {self.close_reason!r})"
+        return None
 
     async def _run_websocket(self, opened: anyio.Event) -> None:
         with self._scope:
             try:
-                async with self._client.websocket(self._base + "/websocket", headers=self._headers) as socket:
+                async with self._client.websocket(self._url("websocket"), headers=self._headers) as socket:
                     self._socket = socket
                     while (frame := await socket.receive_text()) is not None:
                         self._opened = self._opened or frame == "o"
                         self._frame(frame)
                         opened.set()
+            except WebSocketDenied as denied:
+                self._refused = f"websocket refused with {denied.status} {denied.body!r}"
             finally:
                 opened.set()
                 if self.close_code is None:
@@ -442,9 +462,14 @@ class ClientSession:
     async def _run_http(self, opened: anyio.Event) -> None:
         with self._scope:
             try:
+                url = self._url(self.transport)
                 while self.close_code is None:
-                    path = self._base + "/" + self.transport
-                    async with self._client.stream("POST", path, headers=self._headers) as response:
+                    async with self._client.stream("POST", url, headers=self._headers) as response:
+                        if response.status != 200 and not self._opened:
+                            while await response.read() is not None:
+                                pass
+                            self._refused = f"{self.transport} answered {response.status} {response.body!r}"
+                            return
                         if response.status != 200:
                             raise AssertionError(f"{self.transport} answered {response.status}")
                         buffer = ""

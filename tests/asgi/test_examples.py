@@ -42,3 +42,19 @@ async def test_multiplex_example_keeps_topics_apart() -> None:
             await bob.send("uns,chat", "msg,chat,not subscribed")
             await alice.send("msg,echo,done")
             assert await alice.receive() == "msg,echo,done"  # nothing from bob came first
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr", "xhr_streaming"])
+async def test_fastapi_example_logs_in_with_the_query_token(transport: str) -> None:
+    """connect() keeps the query string after the session path, on every request."""
+    from examples.fastapi_app import app
+
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client:
+            async with client.connect("/sockjs/echo?token=let-me-in", transport=transport) as conn:
+                await conn.send("hello")
+                assert await conn.receive() == "hello"
+            for path in ("/sockjs/echo", "/sockjs/echo?token=wrong"):
+                with pytest.raises(AssertionError, match="403"):
+                    async with client.connect(path, transport=transport):
+                        pass

@@ -31,6 +31,17 @@ async def test_connect_sees_the_close_frame(transport: str) -> None:
         assert (session.close_code, session.close_reason) == (3000, "Go away!")
 
 
+@pytest.mark.parametrize("transport", ["websocket", "xhr", "xhr_streaming"])
+async def test_connect_keeps_the_query_after_the_session_path(transport: str) -> None:
+    recorder = Recorder(echo=True)
+    async with serving(recorder) as client, client.connect("/?token=x&b=2", transport=transport) as session:
+        await session.send("a")
+        assert await session.receive() == "a"
+        request = recorder.connections[0].request
+        assert request.url.path.endswith("/" + transport)
+        assert dict(request.query_params) == {"token": "x", "b": "2"}
+
+
 async def test_connect_refuses_other_transports() -> None:
     async with serving(echo) as client:
         with pytest.raises(ValueError, match="eventsource"):
