@@ -390,7 +390,8 @@ class SockJSApp:
                 await writer.refuse(close_frame(*CloseReason.SHUTDOWN))
                 return
             if not await self._authorized(request):
-                await _http.respond(send, 403, body=b"Forbidden", content_type="text/plain; charset=UTF-8")
+                # With the transport's CORS headers, so that a cross-origin page sees the 403.
+                await _http.respond(send, 403, headers, b"Forbidden", content_type="text/plain; charset=UTF-8")
                 return
             channel = self.registry.get(session_id)  # another request may have created it meanwhile
             if channel is None:

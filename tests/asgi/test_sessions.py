@@ -464,6 +464,27 @@ async def test_authorize_refuses_sessions() -> None:
         assert await recorder.wait_for(1) == ["x"]
 
 
+@pytest.mark.parametrize("transport", ["xhr", "xhr_streaming", "eventsource", "htmlfile", "jsonp"])
+async def test_authorize_refusal_carries_the_transports_cors_headers(transport: str) -> None:
+    """A cross-origin page must be able to read the 403, not see an opaque CORS failure."""
+
+    async def authorize(request: object) -> bool:
+        return False
+
+    async with serving(echo, authorize=authorize) as client:
+        method = "POST" if transport.startswith("xhr") else "GET"
+        query = "?c=cb" if transport in ("htmlfile", "jsonp") else ""
+        origin = "https://page.example"
+        response = await client.request(method, session_url() + "/" + transport + query, headers={"Origin": origin})
+        assert (response.status, response.body) == (403, b"Forbidden")
+        assert response.header("cache-control") is not None
+        if transport in ("htmlfile", "jsonp"):  # loaded by script and iframe tags: no CORS (PROTOCOL.md 5)
+            assert response.header("access-control-allow-origin") is None
+        else:
+            assert response.header("access-control-allow-origin") == origin
+            assert response.header("access-control-allow-credentials") == "true"
+
+
 async def test_verify_ip() -> None:
     app = SockJSApp(echo, verify_ip=True)
     with anyio.fail_after(TIMEOUT):
