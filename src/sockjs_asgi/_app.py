@@ -298,7 +298,9 @@ class SockJSApp:
 
     async def _serve_iframe(self, scope: Scope, send: Send) -> None:
         request = HTTPConnection(scope)
-        if request.headers.get("if-none-match") == self._etag:
+        # Several If-None-Match fields make one list (RFC 9110 5.3).
+        if_none_match = ", ".join(request.headers.getlist("if-none-match"))
+        if if_none_match and wire.etag_matches(if_none_match, self._etag):
             await _http.respond(send, 304)
             return
         headers = [*wire.cache_for_a_year(time.time()), ("etag", self._etag)]
@@ -354,9 +356,7 @@ class SockJSApp:
             payload = body.decode()
         except UnicodeDecodeError:
             raise RemoteProtocolError("Broken JSON encoding.") from None
-        if transport.name == "jsonp_send" and request.headers.get("content-type", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
+        if transport.name == "jsonp_send" and wire.is_form(request.headers.get("content-type")):
             payload = urllib.parse.parse_qs(payload, keep_blank_values=True).get("d", [""])[0]
         messages = decode_messages(payload)
         channel = self.registry.get(session_id)

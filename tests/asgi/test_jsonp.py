@@ -107,6 +107,27 @@ async def test_jsonp_send_form_decoding() -> None:
         assert await recorder.wait_for(4) == ["a b", "100%", "\u00e9", "+"]
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "Application/X-WWW-Form-Urlencoded",
+        "APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8",
+        " application/x-www-form-urlencoded ;charset=utf-8",
+    ],
+)
+async def test_jsonp_send_form_content_type_is_case_insensitive(content_type: str) -> None:
+    """RFC 9110 8.3.1: media types are case-insensitive."""
+    recorder = Recorder()
+    async with serving(recorder) as client:
+        url = session_url()
+        await client.request("GET", url + "/jsonp?c=x")
+        headers = {"Content-Type": content_type}
+        assert (
+            await client.request("POST", url + "/jsonp_send", body=b"d=%5B%22a%22%5D", headers=headers)
+        ).body == b"ok"
+        assert await recorder.wait_for(1) == ["a"]
+
+
 async def test_jsonp_send_raw_body_without_content_type() -> None:
     recorder = Recorder()
     async with serving(recorder) as client:

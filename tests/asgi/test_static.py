@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import html
 import json
 import re
 import time
+from html.parser import HTMLParser
 
 import pytest
 
@@ -263,11 +265,47 @@ async def test_iframe_not_modified() -> None:
         assert response.body == b""
 
 
-async def test_iframe_other_etag_gets_the_page() -> None:
+IF_NONE_MATCH_HITS = ["W/{etag}", "*", " * ", '"0123", {etag}', '"0123",W/{etag} , "4567"', "  {etag}  "]
+IF_NONE_MATCH_MISSES = ['"0123"', 'W/"0123", "4567"', "{bare}", "x{etag}", "{etag}x", "", "**"]
+
+
+@pytest.mark.parametrize("template", IF_NONE_MATCH_HITS)
+async def test_iframe_not_modified_for_weak_tags_lists_and_star(template: str) -> None:
+    """RFC 9110 13.1.2: If-None-Match compares weakly, takes a list, and * matches any tag."""
     async with serving(echo) as client:
-        response = await client.request("GET", "/iframe.html", headers={"If-None-Match": '"0123"'})
+        etag = header(await client.request("GET", "/iframe.html"), "etag")
+        assert etag is not None
+        if_none_match = template.format(etag=etag)
+        response = await client.request("GET", "/iframe.html", headers={"If-None-Match": if_none_match})
+        assert (response.status, response.body) == (304, b"")
+
+
+@pytest.mark.parametrize("template", IF_NONE_MATCH_MISSES)
+async def test_iframe_other_etag_gets_the_page(template: str) -> None:
+    async with serving(echo) as client:
+        etag = header(await client.request("GET", "/iframe.html"), "etag")
+        assert etag is not None
+        if_none_match = template.format(etag=etag, bare=etag.strip('"'))
+        response = await client.request("GET", "/iframe.html", headers={"If-None-Match": if_none_match})
         assert response.status == 200
         assert IFRAME_BODY.match(response.text.strip())
+
+
+@pytest.mark.parametrize("sockjs_url", ["/s.js?a=1&b='2'>", 'http://x.example/"quoted"<&>\'.js'])
+async def test_iframe_sockjs_url_is_escaped_as_the_standard_library_does(sockjs_url: str) -> None:
+    """The page reads back the exact URL; the escaping is html.escape's (quotes included)."""
+    async with serving(echo, sockjs_url=sockjs_url) as client:
+        body = (await client.request("GET", "/iframe.html")).text
+        assert f'<script src="{html.escape(sockjs_url, quote=True)}"></script>' in body
+        sources: list[str | None] = []
+
+        class Scripts(HTMLParser):
+            def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+                if tag == "script":
+                    sources.extend(value for name, value in attrs if name == "src")
+
+        Scripts().feed(body)
+        assert sources == [sockjs_url]
 
 
 async def test_iframe_sockjs_url_cannot_break_out_of_the_attribute() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 
@@ -304,3 +305,54 @@ def test_iframe_page_escapes_the_url_attribute() -> None:
 def test_iframe_page_takes_braces_in_the_url_literally() -> None:
     body, _ = http.iframe_page("/sockjs-{version}.js")
     assert b'<script src="/sockjs-{version}.js"></script>' in body
+
+
+# -- conditional requests and form bodies ------------------------------------------------------
+
+ETAG = '"0123abcd"'
+
+
+@pytest.mark.parametrize(
+    ("if_none_match", "matches"),
+    [
+        (ETAG, True),
+        ("W/" + ETAG, True),
+        ("*", True),
+        (" * ", True),
+        ('"x", ' + ETAG, True),
+        ('"x",W/' + ETAG + ' , "y"', True),
+        ('"x"', False),
+        ('W/"x", "y"', False),
+        ("0123abcd", False),
+        ("x" + ETAG, False),
+        (ETAG + "x", False),
+        ("w/" + ETAG, False),  # the weak prefix is case-sensitive
+        ("", False),
+        ("*, " + '"x"', False),  # "*" stands alone or is not "*"
+    ],
+)
+def test_etag_matches(if_none_match: str, matches: bool) -> None:
+    assert http.etag_matches(if_none_match, ETAG) is matches
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/x-www-form-urlencoded", True),
+        ("Application/X-WWW-Form-Urlencoded", True),
+        ("application/x-www-form-urlencoded; charset=UTF-8", True),
+        (" APPLICATION/X-WWW-FORM-URLENCODED;charset=utf-8", True),
+        ("application/x-www-form-urlencodedx", False),
+        ("text/plain", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_is_form(content_type: str | None, expected: bool) -> None:
+    assert http.is_form(content_type) is expected
+
+
+@pytest.mark.parametrize("sockjs_url", ["/a.js?x=1&y='2'", 'http://h/"<>&.js'])
+def test_iframe_page_escapes_with_html_escape(sockjs_url: str) -> None:
+    body, _ = http.iframe_page(sockjs_url)
+    assert f'<script src="{html.escape(sockjs_url, quote=True)}"></script>'.encode() in body

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import html
 import json
 import re
 from collections.abc import Mapping
@@ -26,8 +27,10 @@ __all__ = [
     "cache_for_a_year",
     "cookie_header",
     "cors_headers",
+    "etag_matches",
     "iframe_page",
     "info_body",
+    "is_form",
     "preflight_headers",
     "route",
 ]
@@ -163,6 +166,25 @@ _IFRAME_PAGE = """<!DOCTYPE html>
 
 def iframe_page(sockjs_url: str) -> tuple[bytes, str]:
     """The iframe page for ``sockjs_url`` and its ETag (a quoted MD5 of the body)."""
-    quoted = sockjs_url.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
-    body = _IFRAME_PAGE.format(sockjs_url=quoted).encode()
+    body = _IFRAME_PAGE.format(sockjs_url=html.escape(sockjs_url, quote=True)).encode()
     return body, '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+
+
+# An entity tag, strong or weak (RFC 9110 8.8.3): its opaque part is the quoted string.
+_ENTITY_TAG = re.compile(r'(?:^|,)\s*(?:W/)?("[^"]*")\s*(?=,|$)')
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value matches ``etag`` (RFC 9110 13.1.2): ``*``, or any
+    tag of the comma-separated list, compared weakly (a ``W/`` prefix does not matter)."""
+    if if_none_match.strip() == "*":
+        return True
+    return any(match.group(1) == etag for match in _ENTITY_TAG.finditer(if_none_match))
+
+
+def is_form(content_type: str | None) -> bool:
+    """Whether a request's Content-Type is a URL-encoded form; media types are case-insensitive
+    (RFC 9110 8.3.1) and may carry parameters."""
+    if content_type is None:
+        return False
+    return content_type.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
