@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._app import Handler, SockJSApp, lifespan
 from ._connection import Connection
-from ._metrics import Metrics
+from ._metrics import Metrics, MetricsEndpoint
 from ._router import SockJSRouter
 from .protocol.errors import ConnectionClosed, LocalProtocolError, RemoteProtocolError, SockJSError
 
@@ -27,6 +27,7 @@ __all__ = [
     "Handler",
     "LocalProtocolError",
     "Metrics",
+    "MetricsEndpoint",
     "RemoteProtocolError",
     "SockJSApp",
     "SockJSError",
