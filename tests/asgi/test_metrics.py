@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
 from sockjs_asgi import Metrics, MetricsEndpoint, SockJSApp
-from sockjs_asgi.testing import TestClient
+from sockjs_asgi.testing import TestClient, WebSocketDenied
 
 from .support import TIMEOUT, Recorder, session_url
 
@@ -107,3 +107,13 @@ async def test_endpoint_tells_several_services_apart() -> None:
     assert (refused.status, refused.header("allow")) == (405, "GET")
     with pytest.raises(ValueError, match="service"):
         MetricsEndpoint({"echo": Metrics()}, labels={"service": "x"})
+
+
+async def test_endpoint_refuses_websockets() -> None:
+    endpoint = MetricsEndpoint(Metrics())
+    assert repr(endpoint) == "<MetricsEndpoint of 1 service(s)>"
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(endpoint, lifespan=False) as client:
+            with pytest.raises(WebSocketDenied):
+                async with client.websocket("/"):
+                    pass
