@@ -36,8 +36,7 @@ async def multiplex(conn: Connection) -> None:
             if topic == "echo":
                 await conn.send(frame("msg", "echo", payload))
             else:
-                await service.broadcast(frame("msg", "chat", payload), room="chat")
+                await conn.app.broadcast(frame("msg", "chat", payload), room="chat")
 
 
-service = SockJSApp(multiplex)
-app = service
+app = SockJSApp(multiplex)

@@ -28,13 +28,13 @@ LOCAL_CLIENT = HERE.parents[1] / ".cache" / "npm" / "node_modules" / "sockjs-cli
 CDN_CLIENT = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
 
 
-async def broadcast(event: dict[str, str]) -> None:
-    """Send ``event`` to everyone: encoded once, and never waiting for a slow receiver."""
-    await chat_service.broadcast(json.dumps(event))
-
-
 async def chat(conn: Connection) -> None:
     name = conn.request.query_params.get("name", "").strip()[:40] or f"guest-{conn.id}"
+
+    async def broadcast(event: dict[str, str]) -> None:
+        # To everyone on this connection's service: encoded once, never waiting for a slow reader.
+        await conn.app.broadcast(json.dumps(event))
+
     await broadcast({"kind": "joined", "name": name, "transport": conn.transport})
     async for message in conn:
         await broadcast({"kind": "message", "name": name, "text": message})

@@ -478,7 +478,7 @@ class SockJSApp:
 
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(supervise)
-            conn = Connection(channel, request, channel.transport, self.hub, self.metrics)
+            conn = Connection(channel, request, channel.transport, self)
             await self.run_handler(channel, conn)
 
     async def run_handler(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:

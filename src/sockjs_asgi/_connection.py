@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import HTTPConnection
 
-from ._hub import Hub
-from ._metrics import Metrics
 from .protocol.errors import ConnectionClosed
 from .protocol.session import CloseReason
+
+if TYPE_CHECKING:
+    from ._app import SockJSApp
 
 __all__ = ["Connection"]
 
@@ -55,17 +56,13 @@ class Connection:
                 await conn.send(message)
     """
 
-    def __init__(
-        self,
-        link: _Link,
-        request: HTTPConnection,
-        transport: str,
-        hub: Hub | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
+    def __init__(self, link: _Link, request: HTTPConnection, transport: str, app: SockJSApp) -> None:
         self._link = link
-        self._hub = hub if hub is not None else Hub()
-        self._metrics = metrics if metrics is not None else Metrics()
+        #: The service this connection belongs to: broadcast to the others with
+        #: ``await conn.app.broadcast(...)``, no global needed.
+        self.app = app
+        self._hub = app.hub
+        self._metrics = app.metrics
         #: An opaque identifier, unique in this process.  It is not the SockJS session id,
         #: which is a secret between the client and the server.
         self.id = f"c{next(_ids)}"

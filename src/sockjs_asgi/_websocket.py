@@ -123,7 +123,7 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
             socket_open = False  # the server reports a socket that closed under us
         channel.terminate(channel.close_code or 1006, channel.close_reason or "Socket lost")
 
-    conn = Connection(channel, request, "websocket", app.hub, app.metrics)
+    conn = Connection(channel, request, "websocket", app)
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(read)
         task_group.start_soon(run_pump)
@@ -235,4 +235,4 @@ async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) 
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(link.read)
         task_group.start_soon(link.write)
-        await app.run_handler(link, Connection(link, request, "raw_websocket", app.hub, app.metrics))
+        await app.run_handler(link, Connection(link, request, "raw_websocket", app))

@@ -193,3 +193,45 @@ async def test_broadcast_encodes_the_message_once(monkeypatch: pytest.MonkeyPatc
             for url in urls:
                 assert (await client.request("POST", url + "/xhr")).body == b'a["once"]\n'
     assert calls == ["once"]
+
+
+async def test_conn_app_is_the_serving_app_on_every_transport() -> None:
+    recorder = Recorder()
+    app = SockJSApp(recorder)
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            TestClient(app) as client,
+            client.websocket(session_url() + "/websocket") as socket,
+            client.websocket("/websocket"),
+        ):
+            assert await socket.receive_text() == "o"
+            assert (await client.request("POST", session_url() + "/xhr")).body == b"o\n"
+            await anyio.wait_all_tasks_blocked()
+            assert sorted(conn.transport for conn in recorder.connections) == ["raw_websocket", "websocket", "xhr"]
+            assert all(conn.app is app for conn in recorder.connections)
+
+
+async def test_two_instances_of_a_handler_broadcast_each_to_its_own_service() -> None:
+    """The chat example's handler broadcasts through conn.app: two services built from it in
+    one process keep their rooms apart, with no global to patch."""
+    import json
+
+    from examples.chat.app import chat
+
+    first, second = SockJSApp(chat), SockJSApp(chat)
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            TestClient(first) as client_one,
+            TestClient(second) as client_two,
+            client_one.connect("/?name=ann", transport="websocket") as ann,
+            client_two.connect("/?name=bob", transport="xhr_streaming") as bob,
+        ):
+            assert json.loads(await ann.receive() or "") == {"kind": "joined", "name": "ann", "transport": "websocket"}
+            assert json.loads(await bob.receive() or "")["name"] == "bob"
+            await ann.send("only for the first service")
+            assert json.loads(await ann.receive() or "")["text"] == "only for the first service"
+            await bob.send("only for the second")
+            assert json.loads(await bob.receive() or "")["text"] == "only for the second"
+            await ann.send("again")
+            assert json.loads(await ann.receive() or "")["text"] == "again"  # nothing of bob's came first
+            assert len(first.connections) == len(second.connections) == 1
