@@ -418,22 +418,38 @@ class SockJSApp:
                 attached = False
                 channel.detach(interrupted=interrupted)
 
+        def gone() -> None:
+            # The client is gone: detach at once, not once this request has unwound.  The client
+            # may already be polling again (sockjs-protocol HandlingClose.test_abort_*), and it
+            # must find the session free, not "Another connection still open".
+            nonlocal interrupted
+            interrupted = not writer.is_finished
+            detach()
+
+        async def write(frame: str) -> bool:
+            try:
+                return await writer.write(frame)
+            except OSError:  # the server reported the client gone while we wrote
+                gone()
+                raise
+
         writer.before_last = detach
         try:
             async with anyio.create_task_group() as task_group:
 
                 async def watch() -> None:
-                    nonlocal interrupted
                     await _http.watch_disconnect(receive)
-                    interrupted = not writer.is_finished
+                    gone()
                     task_group.cancel_scope.cancel()
 
                 task_group.start_soon(watch)
                 await writer.start()
-                await _http.pump(channel, writer.write, heartbeat_delay=self.options.heartbeat_delay)
+                await _http.pump(
+                    channel, write, heartbeat_delay=self.options.heartbeat_delay, is_attached=lambda: attached
+                )
                 task_group.cancel_scope.cancel()
         except OSError:
-            interrupted = not writer.is_finished  # the server reported the client gone while we wrote
+            gone()
         finally:
             detach()
             if interrupted:

@@ -148,17 +148,23 @@ class FrameWriter:
         await self.write(frame)
 
 
-async def pump(channel: Channel, write: Write, *, heartbeat_delay: float) -> None:
+async def pump(
+    channel: Channel, write: Write, *, heartbeat_delay: float, is_attached: Callable[[], bool] = lambda: True
+) -> None:
     """Write the session's frames until ``write`` says the last one went out.
 
     A heartbeat goes out after ``heartbeat_delay`` seconds without a frame.  Returns at once
-    when the session is forgotten under the receiver (a websocket whose socket closed).
+    when the session is forgotten under the receiver (a websocket whose socket closed), or when
+    ``is_attached()`` turns false: the receiver was detached because its client left, and from
+    then on the session's frames belong to whichever receiver attaches next.
     """
-    while channel.core.state is not SessionState.CLOSED:
+    while channel.core.state is not SessionState.CLOSED and is_attached():
         frame = channel.next_frame()
         if frame is None:
             with anyio.move_on_after(heartbeat_delay) as timer:
                 await channel.wait_outgoing()
+            if not is_attached():
+                return
             if not timer.cancelled_caught:
                 continue
             frame = frames.HEARTBEAT

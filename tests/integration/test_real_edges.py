@@ -1,0 +1,133 @@
+"""Edges that only real servers show, driven over raw sockets on 127.0.0.1 (issue #7):
+a poll right after an aborted receiver, HTTP/1.0 streaming, and oversized send bodies."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from sockjs_asgi import Connection, SockJSApp, SockJSRouter
+
+from ._threaded_servers import Running, run_hypercorn, run_uvicorn
+from .rawhttp import TIMEOUT, RawConnection, exchange
+
+ANOTHER_CONNECTION = b'c[2010,"Another connection still open"]\n'
+INTERRUPTED = b'c[1002,"Connection interrupted"]\n'
+XHR_STREAMING_PRELUDE = b"h" * 2048 + b"\n"
+
+SERVERS = [
+    pytest.param(("uvicorn", "httptools"), id="uvicorn-httptools"),
+    pytest.param(("uvicorn", "h11"), id="uvicorn-h11"),
+    pytest.param(("hypercorn", "asyncio"), id="hypercorn-asyncio"),
+    pytest.param(("hypercorn", "trio"), id="hypercorn-trio"),
+]
+
+
+async def echo(conn: Connection) -> None:
+    async for message in conn:
+        await conn.send(message)
+
+
+async def go_away(conn: Connection) -> None:
+    """Returning closes the session with 3000 "Go away!"."""
+
+
+class LoopHolder:
+    """``/hold`` stops the server's event loop until the test releases it, as a busy server
+    would: whatever clients do meanwhile (a close, a new request) is then seen in one go."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/hold":
+            self.holding.set()
+            self.release.wait(TIMEOUT)  # blocks the loop on purpose
+            self.release.clear()
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
+
+    def hold(self, port: int) -> RawConnection:
+        """Hold the loop; returns the connection of the /hold request (read it after release)."""
+        self.holding.clear()
+        conn = RawConnection(port)
+        conn.request("GET", "/hold")
+        assert self.holding.wait(TIMEOUT)
+        return conn
+
+
+@dataclass
+class Server:
+    running: Running
+    holder: LoopHolder
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    holder = LoopHolder(SockJSRouter({"/echo": SockJSApp(echo, response_limit=4096), "/close": SockJSApp(go_away)}))
+    kind, flavour = request.param
+    if kind == "uvicorn":
+        with run_uvicorn(holder, http=flavour, ws="wsproto") as running:
+            yield Server(running, holder)
+    else:
+        with run_hypercorn(holder, worker=flavour) as running:
+            yield Server(running, holder)
+
+
+def session_url(service: str = "/echo") -> str:
+    return f"{service}/000/{uuid.uuid4().hex[:12]}"
+
+
+# -- a poll right after an aborted receiver (item 1) ---------------------------------------
+
+ABORT_ROUNDS = 30
+
+
+@pytest.mark.parametrize("waiting_transport", ["xhr", "xhr_streaming"])
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_poll_right_after_an_abort_is_not_refused(
+    server: Server, waiting_transport: str, reset: bool, busy: bool
+) -> None:
+    """sockjs-protocol HandlingClose.test_abort_xhr_polling / _streaming, repeated back to back
+    without the suite's sleeps: the poll that follows the abort gets the 1002 close frame (or a
+    new session), never 2010.  ``busy``: the server sees the abort and the new poll in the same
+    turn of its event loop, as a loaded server does."""
+    answers: list[bytes] = []
+    for _ in range(ABORT_ROUNDS):
+        url = session_url()
+        assert exchange(server.port, "POST", url + "/xhr")[1] == b"o\n"
+        waiting = RawConnection(server.port)
+        try:
+            waiting.request("POST", f"{url}/{waiting_transport}")
+            if waiting_transport == "xhr_streaming":
+                assert waiting.read_head().status == 200
+                assert waiting.read_chunk() == XHR_STREAMING_PRELUDE
+            else:
+                # The suite's proof that the poll is attached: a second one is refused.
+                assert exchange(server.port, "POST", url + "/xhr")[1] == ANOTHER_CONNECTION
+            hold = server.holder.hold(server.port) if busy else None
+        finally:
+            waiting.abort() if reset else waiting.close()
+        with RawConnection(server.port) as poll:
+            poll.request("POST", url + "/xhr")
+            if hold is not None:
+                server.holder.release.set()
+                assert hold.read_head().status == 204
+                hold.close()
+            answers.append(poll.read_body(poll.read_head()))
+    assert ANOTHER_CONNECTION not in answers
+    assert set(answers) <= {INTERRUPTED, b"o\n"}
