@@ -1,4 +1,4 @@
-"""Development tasks: ``nox`` runs lint and the whole test suite; ``nox -s demo`` starts the chat demo."""
+"""Development tasks: ``nox`` runs lint, the tests and a tiny benchmark run; ``nox -s demo`` starts the chat demo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "bench-smoke"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -46,7 +46,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict over everything."""
-    install(session, "test", "lint")
+    install(session, "test", "lint", "bench")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "src", "tests", "examples", "benchmarks", "noxfile.py")
@@ -62,9 +62,16 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks, reported as ratios against a reference run in the same invocation."""
-    install(session, "test")
+    """Real servers over real sockets, as ratios to bare ASGI (``-- --smoke``: tiny, to check the harness)."""
+    install(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(name="bench-smoke")
+def bench_smoke(session: nox.Session) -> None:
+    """The benchmark harness once at a tiny size (figures mean nothing): fails unless every figure is produced."""
+    install(session, "bench")
+    session.run("python", "-m", "benchmarks", "--smoke", *session.posargs)
 
 
 @nox.session

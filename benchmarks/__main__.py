@@ -1,99 +1,169 @@
-"""Throughput of the hot paths, each as a ratio against a reference run in the same process.
+"""``python -m benchmarks`` (or ``nox -s bench``): every scenario against every server, over sockets.
 
-Absolute numbers depend on the machine; the ratios say how our code compares with the
-simplest thing that could do the same job:
+Each figure is reported as a ratio to the bare-ASGI reference in the same round; rounds alternate
+the order of the servers.  Prints a Markdown table; writes the runs as JSON to ``.cache/bench/``
+and a plot (PNG) beside it, and to ``docs/benchmarks.png`` after a complete full-size run.
 
-* ``encode``: ``encode_string`` (the protocol's escape set, UTF-8 kept) against
-  ``json.dumps(ensure_ascii=True)``, which escapes everything outside ASCII.
-* ``frame``: packing 100 queued messages into one ``a[...]`` frame against ``json.dumps`` of
-  the list.
-* ``poll``: an in-process xhr send + poll round trip through the whole ASGI app against a
-  bare ASGI app that answers the same two requests with fixed bytes.
+``--smoke`` runs everything once at a tiny size (about a second per run) and fails unless every
+scenario produced a figure for every server: CI runs it so that the harness cannot rot.  Its
+figures mean nothing.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
-import statistics
+import os
+import platform
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
-import anyio
+from . import report
+from .harness import Cores, Outcome, run_once
+from .scenarios import FIGURES, SCENARIOS
+from .servers import NPM_PREFIX, REFERENCE, ROOT, SERVERS, install_npm_packages
 
-from sockjs_asgi import Connection, SockJSApp
-from sockjs_asgi._types import Receive, Scope, Send
-from sockjs_asgi.protocol import frames
-from sockjs_asgi.protocol.escaping import encode_string
-from sockjs_asgi.testing import TestClient
-
-TEXTS = ["hello world", "Grüße aus Köln — ünïcödé", "emoji 😀 and \u2028 separators", '{"json": [1, 2, 3]}'] * 25
-
-
-def best_of(function: Callable[[], object], *, repeat: int = 5, number: int = 200) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            function()
-        times.append((time.perf_counter() - start) / number)
-    return min(times)
+OUTPUT = ROOT / ".cache" / "bench"
+DOCS_PLOT = ROOT / "docs" / "benchmarks.png"
+PYTHON_PACKAGES = ("sockjs-asgi", "uvicorn", "uvloop", "httptools", "websockets", "aiohttp", "sockjs")
 
 
-def encode_ours() -> None:
-    for text in TEXTS:
-        encode_string(text)
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round; check that every figure exists")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per server (default 3, smoke 1)")
+    names = [s.name for s in SCENARIOS]
+    parser.add_argument("--scenario", action="append", choices=names, help="only these scenarios (repeatable)")
+    servers = [s.name for s in SERVERS if s is not REFERENCE]
+    parser.add_argument("--server", action="append", choices=servers, help="only these servers (repeatable)")
+    return parser.parse_args(argv)
 
 
-def encode_reference() -> None:
-    for text in TEXTS:
-        json.dumps(text)
+def npm_version(package: str) -> str:
+    try:
+        manifest = json.loads((NPM_PREFIX / "node_modules" / package / "package.json").read_text())
+    except OSError:
+        return "missing"
+    return str(manifest["version"])
 
 
-ENCODED = [encode_string(text) for text in TEXTS]
+def command_output(*command: str) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
-def frame_ours() -> None:
-    frames.messages(ENCODED)
-
-
-def frame_reference() -> None:
-    "a" + json.dumps(TEXTS, separators=(",", ":"))
-
-
-async def echo(conn: Connection) -> None:
-    async for message in conn:
-        await conn.send(message)
-
-
-async def fixed(scope: Scope, receive: Receive, send: Send) -> None:
-    await receive()
-    status, body = (204, b"") if scope["path"].endswith("xhr_send") else (200, b'a["x"]\n')
-    await send({"type": "http.response.start", "status": status, "headers": []})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def poll_round_trips(app: object, count: int) -> float:
-    async with TestClient(app, lifespan=False) as client:  # type: ignore[arg-type]
-        await client.request("POST", "/000/bench/xhr")
-        start = time.perf_counter()
-        for _ in range(count):
-            await client.request("POST", "/000/bench/xhr_send", body=b'["x"]')
-            await client.request("POST", "/000/bench/xhr")
-        return (time.perf_counter() - start) / count
-
-
-def main() -> None:
-    results = {
-        "encode": (best_of(encode_ours), best_of(encode_reference)),
-        "frame": (best_of(frame_ours, number=2000), best_of(frame_reference, number=2000)),
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(memory) / 2**20, 1),
+        "kernel": platform.release(),
+        "load_average": os.getloadavg(),
     }
-    ours = [anyio.run(poll_round_trips, SockJSApp(echo), 300) for _ in range(3)]
-    reference = [anyio.run(poll_round_trips, fixed, 300) for _ in range(3)]
-    results["poll"] = (statistics.median(ours), statistics.median(reference))
-    print(f"{'benchmark':<10} {'ours (us)':>12} {'reference (us)':>16} {'ratio':>8}")
-    for name, (mine, ref) in results.items():
-        print(f"{name:<10} {mine * 1e6:>12.2f} {ref * 1e6:>16.2f} {mine / ref:>8.2f}")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "node": command_output("node", "--version")}
+    for package in PYTHON_PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "missing"
+    found["npm sockjs"] = npm_version("sockjs")
+    found["npm ws"] = npm_version("ws")
+    found["sockjs-asgi commit"] = command_output("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    smoke: bool = arguments.smoke
+    rounds: int = arguments.rounds or (1 if smoke else 3)
+    scenarios = [s for s in SCENARIOS if not arguments.scenario or s.name in arguments.scenario]
+    servers = [s for s in SERVERS if s is REFERENCE or not arguments.server or s.name in arguments.server]
+    figures = [f for f in FIGURES if any(s.name == f.scenario for s in scenarios)]
+    is_complete = len(scenarios) == len(SCENARIOS) and len(servers) == len(SERVERS)
+    install_npm_packages()
+    cores = Cores.pick()
+    if cores.server is None:
+        print("fewer than two cores (or no taskset): server and load generator are not pinned", file=sys.stderr)
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = f"{stamp}{'-smoke' if smoke else ''}"
+    logs = OUTPUT / "logs" / name
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    info: dict[str, Any] = {"machine": machine(), "versions": versions(), "cores": vars(cores)}
+    outcomes: list[Outcome] = []
+    for round_ in range(rounds):
+        for scenario in scenarios:
+            order = servers if round_ % 2 == 0 else servers[::-1]
+            for server in order:
+                outcome = run_once(server, scenario, round_, smoke=smoke, cores=cores, logs=logs)
+                outcomes.append(outcome)
+                shown = ", ".join(f"{key}={value:,.1f}" for key, value in outcome.metrics.items())
+                cpu = "" if outcome.loadgen_cpu is None else f" loadgen {outcome.loadgen_cpu:.0%}"
+                server_cpu = "" if outcome.server_cpu is None else f" server {outcome.server_cpu:.0%}"
+                trouble = outcome.error or (f"REFUSED: {outcome.refused}" if outcome.refused else "")
+                print(f"round {round_} {scenario.name:<15} {server.name:<15} {shown}{cpu}{server_cpu} {trouble}")
+                sys.stdout.flush()
+    info["machine"]["load_average_after"] = os.getloadavg()
+    info["seconds"] = round(time.monotonic() - started, 1)
+
+    cells = report.summarise(outcomes, figures, servers, REFERENCE)
+    print()
+    print(report.table(cells, figures, servers, REFERENCE))
+    for line in report.problems(cells):
+        print(line)
+
+    results = {
+        **info,
+        "smoke": smoke,
+        "rounds": rounds,
+        "servers": {s.name: s.description for s in servers},
+        "figures": [
+            {"scenario": f.scenario, "metric": f.metric, "label": f.label, "unit": f.unit}
+            | {server: cells[(f.scenario, f.metric, server)].as_json() for server in (s.name for s in servers)}
+            for f in figures
+        ],
+        "runs": [o.as_json() for o in outcomes],
+    }
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (OUTPUT / ("latest-smoke.json" if smoke else "latest.json")).write_text(json.dumps(results, indent=1))
+    title = f"{rounds} round(s), {info['machine']['cpu']}, {info['machine']['cores']} cores"
+    report.plot(cells, figures, servers, REFERENCE, OUTPUT / f"{name}.png", title)
+    if is_complete and not smoke:
+        report.plot(cells, figures, servers, REFERENCE, DOCS_PLOT, title)
+    print(f"\nresults: {OUTPUT / name}.json, plot: {OUTPUT / name}.png, logs: {logs} ({info['seconds']} s)")
+
+    if smoke:
+        # Figures are not judged here, only that every run produced them (refused or not).
+        produced = {(o.scenario, o.server, metric) for o in outcomes for metric in o.metrics}
+        missing = [
+            f"{f.scenario}/{f.metric} {s.name}"
+            for f in figures
+            for s in servers
+            if (f.scenario, s.name, f.metric) not in produced
+        ]
+        if missing:
+            print("smoke run: no figure for " + ", ".join(missing), file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Running one scenario against one server: processes, pinning, marks and the CPU check.
+
+The server gets one core and the load generator the other (``taskset``); a fresh server process
+serves every run, so that no run inherits another's memory or sessions.  The load generator
+reports its own CPU use over the measured window; a run where it used more than
+:data:`SATURATED` of its core measured the load generator, not the server, and its figures are
+refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .scenarios import Metrics, Run, Scenario, Snapshot
+from .servers import NPM_PREFIX, ROOT, Server
+
+LOADGEN = ROOT / "benchmarks" / "loadgen.js"
+#: Above this share of its core, the load generator is the bottleneck.
+SATURATED = 0.9
+#: Seconds to wait for the server's memory to settle before reading it (idle scenario).
+SETTLE = 0.5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Cores:
+    """Where the server and the load generator run; ``None`` when there are not two cores."""
+
+    server: int | None
+    loadgen: int | None
+
+    @classmethod
+    def pick(cls) -> Cores:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2 or shutil.which("taskset") is None:
+            return cls(None, None)
+        return cls(cores[0], cores[1])
+
+    def pin(self, core: int | None, command: list[str]) -> list[str]:
+        return command if core is None else ["taskset", "-c", str(core), *command]
+
+
+@dataclass
+class Outcome:
+    """One run: its figures, or why there are none."""
+
+    server: str
+    scenario: str
+    round: int
+    metrics: Metrics = field(default_factory=dict)
+    loadgen_cpu: float | None = None
+    server_cpu: float | None = None
+    refused: str | None = None
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "scenario": self.scenario,
+            "round": self.round,
+            "metrics": self.metrics,
+            "loadgen_cpu": self.loadgen_cpu,
+            "server_cpu": self.server_cpu,
+            "refused": self.refused,
+            "error": self.error,
+            "raw": self.raw,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def snapshot(pid: int) -> Snapshot:
+    """CPU time (all threads) and resident memory of a process, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    rss = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = float(line.split()[1])
+    return Snapshot(time.monotonic(), cpu, rss)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the server did not listen on port {port} within {timeout} s")
+
+
+@contextmanager
+def running_server(server: Server, cores: Cores, log: IO[bytes]) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    port = free_port()
+    command = cores.pin(cores.server, server.command(port))
+    process = subprocess.Popen(command, cwd=ROOT, env={**node_env(), **server.env}, stdout=log, stderr=log)
+    try:
+        wait_for_port(port, process, timeout=30)
+        yield port, process
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def node_env() -> dict[str, str]:
+    return {**os.environ, "NODE_PATH": str(NPM_PREFIX / "node_modules")}
+
+
+def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: float, log: IO[bytes]) -> Run:
+    """Run the load generator to its end, snapshotting the server at each of its marks."""
+    command = cores.pin(cores.loadgen, ["node", str(LOADGEN), json.dumps(config)])
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=node_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    assert process.stdin is not None and process.stdout is not None
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    marks: dict[str, Snapshot] = {}
+    result: dict[str, Any] | None = None
+    try:
+        for line in process.stdout:
+            message = json.loads(line)
+            if "mark" in message:
+                if message.get("wait"):
+                    time.sleep(SETTLE)
+                marks[message["mark"]] = snapshot(server_pid)
+                if message.get("wait"):
+                    process.stdin.write("\n")
+                    process.stdin.flush()
+            elif "result" in message:
+                result = message["result"]
+        process.wait()
+    finally:
+        timer.cancel()
+        stop(process)
+    if result is None:
+        raise RuntimeError(f"the load generator exited with {process.returncode} and no result (see the log)")
+    return Run(result, marks)
+
+
+def run_once(server: Server, scenario: Scenario, round_: int, *, smoke: bool, cores: Cores, logs: Path) -> Outcome:
+    """One run of ``scenario`` against a fresh ``server``."""
+    outcome = Outcome(server.name, scenario.name, round_)
+    config = {**scenario.config(server.kind, smoke)}
+    log_path = logs / f"{scenario.name}.{server.name}.{round_}.log"
+    with log_path.open("wb") as log:
+        try:
+            with running_server(server, cores, log) as (port, process):
+                run = run_loadgen({**config, "port": port}, process.pid, cores, scenario.timeout, log)
+        except RuntimeError as error:
+            outcome.error = str(error)
+            return outcome
+    outcome.raw = {key: value for key, value in run.result.items() if key != "latencies"}
+    outcome.loadgen_cpu = float(run.result["cpu"])
+    outcome.server_cpu = run.server_cpu()
+    outcome.metrics = scenario.metrics(run)
+    if "start" in run.marks and outcome.loadgen_cpu > SATURATED:
+        outcome.refused = f"the load generator used {outcome.loadgen_cpu:.0%} of its core"
+    return outcome

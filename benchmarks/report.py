@@ -1,0 +1,167 @@
+"""From runs to the report: ratios per round, their medians and spread, the table and the plot.
+
+A figure of a server in a round is divided by the reference's figure in the same round, so that
+the machine's speed (and its load, when it is shared) cancels out as far as it can; the report
+gives the median of those ratios over the rounds and their range.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .harness import Outcome
+from .scenarios import Figure
+from .servers import Server
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One figure of one server over the rounds."""
+
+    ratios: tuple[float, ...]
+    values: tuple[float, ...]
+    #: Why rounds are missing: refusals and errors.
+    problems: tuple[str, ...]
+
+    @property
+    def ratio(self) -> float | None:
+        return statistics.median(self.ratios) if self.ratios else None
+
+    @property
+    def value(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ratio": self.ratio,
+            "ratios": list(self.ratios),
+            "value": self.value,
+            "values": list(self.values),
+            "problems": list(self.problems),
+        }
+
+
+def _usable(outcome: Outcome | None, metric: str) -> tuple[float | None, str | None]:
+    if outcome is None:
+        return None, None
+    if outcome.error is not None:
+        return None, f"round {outcome.round}: {outcome.error}"
+    if outcome.refused is not None:
+        return None, f"round {outcome.round}: refused, {outcome.refused}"
+    if metric not in outcome.metrics:
+        return None, f"round {outcome.round}: no {metric}"
+    return outcome.metrics[metric], None
+
+
+def summarise(
+    outcomes: Iterable[Outcome], figures: Sequence[Figure], servers: Sequence[Server], reference: Server
+) -> dict[tuple[str, str, str], Cell]:
+    """Key: (scenario, metric, server)."""
+    index = {(o.scenario, o.server, o.round): o for o in outcomes}
+    rounds = sorted({key[2] for key in index})
+    cells: dict[tuple[str, str, str], Cell] = {}
+    for figure in figures:
+        for server in servers:
+            ratios: list[float] = []
+            values: list[float] = []
+            problems: list[str] = []
+            for round_ in rounds:
+                value, problem = _usable(index.get((figure.scenario, server.name, round_)), figure.metric)
+                base, base_problem = _usable(index.get((figure.scenario, reference.name, round_)), figure.metric)
+                if problem:
+                    problems.append(problem)
+                if value is None:
+                    continue
+                values.append(value)
+                if base is None:
+                    problems.append(f"round {round_}: no reference figure ({base_problem})")
+                elif base > 0:
+                    ratios.append(value / base)
+            cells[(figure.scenario, figure.metric, server.name)] = Cell(tuple(ratios), tuple(values), tuple(problems))
+    return cells
+
+
+def human(value: float) -> str:
+    if value >= 10_000:
+        return f"{value / 1000:,.0f}k"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def cell_text(cell: Cell, figure: Figure, is_reference: bool) -> str:
+    if cell.value is None:
+        return "no figure"
+    if is_reference:
+        return f"{human(cell.value)} {figure.unit}"
+    if cell.ratio is None:
+        return f"{human(cell.value)} {figure.unit} (no ratio)"
+    spread = f" ({min(cell.ratios):.2f}-{max(cell.ratios):.2f})" if len(cell.ratios) > 1 else ""
+    text = f"{cell.ratio:.2f}x{spread}"
+    if figure.absolute:
+        text = f"{human(cell.value)} {figure.unit}, {text}"
+    return text
+
+
+def table(
+    cells: dict[tuple[str, str, str], Cell], figures: Sequence[Figure], servers: Sequence[Server], reference: Server
+) -> str:
+    """A Markdown table: a row per figure, a column per server; ratios to the reference."""
+    header = ["scenario", *(f"{s.name} (reference)" if s is reference else s.name for s in servers)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for figure in figures:
+        label = figure.label + ("" if figure.higher_is_better else " (lower is better)")
+        texts = [cell_text(cells[(figure.scenario, figure.metric, s.name)], figure, s is reference) for s in servers]
+        lines.append("| " + " | ".join([label, *texts]) + " |")
+    return "\n".join(lines)
+
+
+def problems(cells: dict[tuple[str, str, str], Cell]) -> list[str]:
+    return [f"{scenario}/{metric} {server}: {p}" for (scenario, metric, server), c in cells.items() for p in c.problems]
+
+
+def plot(
+    cells: dict[tuple[str, str, str], Cell],
+    figures: Sequence[Figure],
+    servers: Sequence[Server],
+    reference: Server,
+    path: Path,
+    title: str,
+) -> None:
+    """Grouped horizontal bars: each server's median ratio per figure, the range as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    compared = [s for s in servers if s is not reference]
+    height = 0.8 / max(1, len(compared))
+    fig, axes = plt.subplots(figsize=(10, 0.75 * len(figures) + 1.5))
+    for offset, server in enumerate(compared):
+        ys, xs, low, high = [], [], [], []
+        for row, figure in enumerate(figures):
+            cell = cells[(figure.scenario, figure.metric, server.name)]
+            if cell.ratio is None:
+                continue
+            ys.append(row + offset * height)
+            xs.append(cell.ratio)
+            low.append(cell.ratio - min(cell.ratios))
+            high.append(max(cell.ratios) - cell.ratio)
+        axes.barh(ys, xs, height=height, xerr=[low, high], label=server.name, capsize=2)
+    axes.axvline(1.0, color="black", linewidth=1)
+    axes.set_yticks([row + height * (len(compared) - 1) / 2 for row in range(len(figures))])
+    axes.set_yticklabels(
+        [f.label.split(":")[0] + ("" if f.higher_is_better else " (lower is better)") for f in figures]
+    )
+    axes.invert_yaxis()
+    axes.set_xlabel(f"ratio to {reference.name} in the same run (1.0 = the reference)")
+    axes.set_title(title)
+    axes.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,202 @@
+"""The scenarios and the figures reported from them: tables, so that a scenario is one more row.
+
+A :class:`Scenario` says what the load generator (``loadgen.js``) does, at full size and at the
+smoke size CI runs, and how its output becomes figures; a :class:`Figure` is one row of the
+report, a figure of one scenario, reported for each server as a ratio to the reference.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .servers import Kind
+
+#: (warm-up, measured) seconds of every timed scenario, at full and at smoke size.
+TIMING = {False: {"warmup": 1.0, "duration": 5.0}, True: {"warmup": 0.2, "duration": 0.6}}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The server process at one mark of the load generator."""
+
+    time: float
+    cpu_seconds: float
+    rss_kib: float
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one load-generator run produced: its result line and the server at each mark."""
+
+    result: Mapping[str, Any]
+    marks: Mapping[str, Snapshot]
+
+    def server_cpu(self) -> float | None:
+        """The server's CPU use over the measured window, in cores."""
+        start, end = self.marks.get("start"), self.marks.get("end")
+        if start is None or end is None or end.time <= start.time:
+            return None
+        return (end.cpu_seconds - start.cpu_seconds) / (end.time - start.time)
+
+
+Metrics = dict[str, float]
+
+
+def rate(run: Run) -> Metrics:
+    return {"rate": run.result["count"] / run.result["seconds"]}
+
+
+def broadcast_metrics(run: Run) -> Metrics:
+    metrics = {"rate": run.result["deliveries"] / run.result["seconds"]}
+    latencies = sorted(run.result["latencies"])
+    if latencies:
+        metrics["p99"] = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+        metrics["p50"] = statistics.median(latencies)
+    return metrics
+
+
+def rss_per_session(run: Run) -> Metrics:
+    grown = run.marks["loaded"].rss_kib - run.marks["base"].rss_kib
+    return {"rss": grown / run.result["count"]}
+
+
+def websocket(kind: Kind, service: str, *, raw: bool = False) -> dict[str, Any]:
+    """Where a websocket goes and what it speaks: SockJS framing, or raw messages."""
+    if kind == "bare":
+        return {"path": f"/{service}/000/{{session}}/websocket", "framing": "raw", "hello": True}
+    if raw:
+        return {"path": f"/{service}/websocket", "framing": "raw", "hello": False}
+    return {"path": f"/{service}/000/{{session}}/websocket", "framing": "sockjs", "hello": True}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load-generator run per server and round."""
+
+    name: str
+    #: What the scenario stresses (for docs/benchmarks.md).
+    stresses: str
+    #: The load generator's configuration for a server kind; the bool is "smoke size".
+    config: Callable[[Kind, bool], dict[str, Any]]
+    metrics: Callable[[Run], Metrics]
+    #: The load generator is stopped after this many seconds.
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the report."""
+
+    scenario: str
+    metric: str
+    label: str
+    unit: str
+    higher_is_better: bool = True
+    #: Show the absolute value of every server, not only the reference's.
+    absolute: bool = False
+
+
+def sized(full: dict[str, Any], smoke: dict[str, Any]) -> Callable[[bool], dict[str, Any]]:
+    return lambda is_smoke: {**(smoke if is_smoke else full), **TIMING[is_smoke]}
+
+
+def echo_config(raw: bool) -> Callable[[Kind, bool], dict[str, Any]]:
+    size = sized({"sessions": 100, "inflight": 10}, {"sessions": 10, "inflight": 10})
+    return lambda kind, smoke: {"mode": "echo", **websocket(kind, "echo", raw=raw), **size(smoke)}
+
+
+def broadcast_config(sessions: int) -> Callable[[Kind, bool], dict[str, Any]]:
+    size = sized({"sessions": sessions}, {"sessions": sessions // 20})
+    return lambda kind, smoke: {"mode": "broadcast", **websocket(kind, "broadcast"), **size(smoke)}
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "ws-echo",
+        "the websocket transport's per-message path both ways: decoding a client frame, the "
+        "handler's receive and send, encoding and packing what is pending into one frame",
+        echo_config(raw=False),
+        rate,
+    ),
+    Scenario(
+        "ws-raw",
+        "the raw /websocket endpoint: the same echo without SockJS framing, so the cost of the "
+        "connection object and its queues alone",
+        echo_config(raw=True),
+        rate,
+    ),
+    Scenario(
+        "xhr-polling",
+        "HTTP request handling: routing, session lookup, xhr_send body decoding, waking a "
+        "waiting poll, one response per message",
+        lambda kind, smoke: {"mode": "polling", "path": "/echo", **sized({"clients": 100}, {"clients": 10})(smoke)},
+        rate,
+    ),
+    Scenario(
+        "xhr-streaming",
+        "the streaming writer: many small messages to 100 open responses, the response limit "
+        "and the reconnections it causes",
+        lambda kind, smoke: {
+            "mode": "streaming",
+            "path": "/flood",
+            "batch": 50,
+            **sized({"receivers": 100}, {"receivers": 10})(smoke),
+        },
+        rate,
+    ),
+    Scenario(
+        "broadcast-1000",
+        "fan-out: one message encoded once and queued to 1,000 websocket sessions, the wake-ups and writes that follow",
+        broadcast_config(1000),
+        broadcast_metrics,
+    ),
+    Scenario(
+        "broadcast-5000",
+        "the same fan-out to 5,000 sessions, where per-receiver allocations and garbage collection dominate",
+        broadcast_config(5000),
+        broadcast_metrics,
+    ),
+    Scenario(
+        "idle",
+        "memory held by an open websocket session doing nothing: objects, tasks and buffers per session",
+        lambda kind, smoke: {
+            "mode": "idle",
+            **websocket(kind, "echo"),
+            **({"warm": 20, "sessions": 100} if smoke else {"warm": 200, "sessions": 2000}),
+        },
+        rss_per_session,
+    ),
+    Scenario(
+        "setup",
+        "session setup and teardown: the websocket handshake, creating and registering a "
+        "session, starting and ending its handler",
+        lambda kind, smoke: {
+            "mode": "setup",
+            **websocket(kind, "echo"),
+            **sized({"concurrency": 20}, {"concurrency": 5})(smoke),
+        },
+        rate,
+    ),
+)
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("ws-echo", "rate", "ws-echo: 100 sessions x 10 in flight, 32-byte messages", "msg/s"),
+    Figure("ws-raw", "rate", "raw /websocket echo, same load", "msg/s"),
+    Figure("xhr-polling", "rate", "xhr-polling: 100 clients, xhr_send + poll per round trip", "round trips/s"),
+    Figure("xhr-streaming", "rate", "xhr-streaming: 100 receivers flooded with 32-byte messages", "msg/s"),
+    Figure("broadcast-1000", "rate", "broadcast to 1,000 websocket sessions, one message at a time", "deliveries/s"),
+    Figure("broadcast-5000", "rate", "broadcast to 5,000 websocket sessions", "deliveries/s"),
+    Figure("idle", "rss", "idle websocket sessions: RSS per session", "KiB", higher_is_better=False, absolute=True),
+    Figure("setup", "rate", "session setup: connect, o, close", "sessions/s"),
+    Figure(
+        "broadcast-5000",
+        "p99",
+        "broadcast to 5,000: time until all have it, p99",
+        "ms",
+        higher_is_better=False,
+        absolute=True,
+    ),
+)
