@@ -19,7 +19,7 @@ async def echo(conn: Connection) -> None:
 
 async def shout(conn: Connection) -> None:
     async for message in conn:
-        await broadcast.broadcast(message)
+        await conn.app.broadcast(message)
 
 
 async def flood(conn: Connection) -> None:
@@ -28,5 +28,4 @@ async def flood(conn: Connection) -> None:
             await conn.send(FLOOD)
 
 
-broadcast = SockJSApp(shout)
-app = SockJSRouter({"/echo": SockJSApp(echo), "/broadcast": broadcast, "/flood": SockJSApp(flood)})
+app = SockJSRouter({"/echo": SockJSApp(echo), "/broadcast": SockJSApp(shout), "/flood": SockJSApp(flood)})
