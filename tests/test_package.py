@@ -43,3 +43,17 @@ def test_nothing_imports_asyncio_or_trio() -> None:
         for path in SOURCE.rglob("*.py")
     }
     assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_every_option_is_documented_once_in_the_docstring_and_the_readme_table() -> None:
+    """SockJSApp's keyword-only parameters are the options: its docstring describes each, and
+    the README's options table has one row for each, in any order."""
+    parameters = inspect.signature(sockjs_asgi.SockJSApp).parameters.values()
+    options = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert "heartbeat_delay" in options
+    doc = inspect.getdoc(sockjs_asgi.SockJSApp) or ""
+    assert {name for name in options if f"``{name}``" not in doc} == set()
+    readme = (SOURCE.parents[1] / "README.md").read_text()
+    table = readme.split("## Options", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")]
+    assert sorted(rows) == sorted(options)

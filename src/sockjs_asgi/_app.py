@@ -21,7 +21,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -88,6 +88,21 @@ class SockJSApp:
     * ``max_pending_size`` (1 MiB): ``send()`` waits while this many characters wait for a client.
     * ``max_incoming_messages`` (1024): send requests wait while this many messages wait for
       the handler.
+    * ``allowed_origins`` (None: any origin): the origins (``"https://app.example"``) whose pages
+      may use the service.  A request from another origin gets 403 on ``/info`` and on every
+      HTTP transport, without CORS headers, and a websocket is refused with 403 before it is
+      accepted.  Pages of the service's own host are always allowed (the iframe transports run
+      there), and the iframe page may only be framed by the listed origins.  A request with
+      neither ``Origin`` nor ``Referer`` is let through (not a browser, or a same-origin
+      ``GET``) unless ``Sec-Fetch-Site`` says another site sent it.
+    * ``cookie_secure`` (None: when the request came over HTTPS) and ``cookie_samesite``
+      (``"lax"``; also ``"strict"``, ``"none"``, or None to leave it out): attributes of the
+      ``cookie_needed`` cookie, which is always ``HttpOnly``.  A page on another site needs
+      ``"none"``, which browsers accept only with ``Secure``.
+    * ``max_sessions`` (None: no limit): the most sessions open at once, HTTP and websocket
+      (raw included).  Past it a new session is refused with the close frame
+      ``c[1013,"Too many sessions"]`` (which sockjs-client reports to ``onclose``), a raw
+      websocket is accepted and closed with 1013; no handler runs.
 
     A misspelt option is a ``TypeError`` (and a type checker's error); a bad value raises
     ``TypeError`` or ``ValueError`` naming the option.
@@ -108,6 +123,10 @@ class SockJSApp:
         max_request_size: int = 1024 * 1024,
         max_pending_size: int = 1024 * 1024,
         max_incoming_messages: int = 1024,
+        allowed_origins: Iterable[str] | None = None,
+        cookie_secure: bool | None = None,
+        cookie_samesite: Literal["lax", "strict", "none"] | None = "lax",
+        max_sessions: int | None = None,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be an async callable, got {handler!r}")
@@ -125,6 +144,10 @@ class SockJSApp:
             max_request_size=max_request_size,
             max_pending_size=max_pending_size,
             max_incoming_messages=max_incoming_messages,
+            allowed_origins=None if allowed_origins is None else names("allowed_origins", allowed_origins),
+            cookie_secure=cookie_secure,
+            cookie_samesite=cookie_samesite,
+            max_sessions=max_sessions,
         )
         self.registry = Registry()
         #: Live connections and rooms.
@@ -137,6 +160,9 @@ class SockJSApp:
         # same module-level app on asyncio and then on trio).
         self._handler_returned: anyio.Event | None = None
         self._closing_all = False
+        #: Websocket sessions (SockJS and raw) open now: with the registry's HTTP sessions,
+        #: what ``max_sessions`` counts.
+        self._websocket_sessions = 0
         self._iframe, self._etag = wire.iframe_page(self.options.sockjs_url)
 
     def __repr__(self) -> str:
@@ -254,6 +280,12 @@ class SockJSApp:
         )
         if method not in found.methods:
             await _http.respond(send, 405, [("allow", ", ".join(found.methods))])
+        elif found.endpoint in (wire.Endpoint.INFO, wire.Endpoint.SESSION) and not self.is_origin_allowed(
+            HTTPConnection(scope)
+        ):
+            # No CORS headers: the page of a refused origin is not to read the answer.
+            body = b"Origin not allowed"
+            await _http.respond(send, 403, wire.NO_CACHE, body, content_type="text/plain; charset=UTF-8")
         elif is_websocket:
             # An HTTP request reached a websocket URL: no valid Upgrade (PROTOCOL.md 6).
             body = b"Not a valid websocket request"
@@ -276,6 +308,28 @@ class SockJSApp:
         else:
             await _websocket.deny(scope, receive, send, 404)
 
+    # -- origins and limits ----------------------------------------------------------------
+
+    def is_origin_allowed(self, request: HTTPConnection) -> bool:
+        """Whether ``request`` comes from an origin that ``allowed_origins`` lets in."""
+        allowed = self.options.allowed_origins
+        if allowed is None:
+            return True
+        headers = request.headers
+        return wire.origin_allowed(
+            allowed,
+            origin=headers.get("origin"),
+            referer=headers.get("referer"),
+            host=headers.get("host"),
+            fetch_site=headers.get("sec-fetch-site"),
+        )
+
+    @property
+    def is_full(self) -> bool:
+        """Whether ``max_sessions`` sessions are open, so that new ones are refused."""
+        limit = self.options.max_sessions
+        return limit is not None and len(self.registry) + self._websocket_sessions >= limit
+
     # -- static endpoints ----------------------------------------------------------------
 
     def _cors(self, request: HTTPConnection) -> wire.Headers:
@@ -292,6 +346,7 @@ class SockJSApp:
             cookie_needed=self.options.cookie_needed,
             entropy=secrets.randbits(32),
             transports=self.options.receiver_names,
+            origins=wire.info_origins(self.options.allowed_origins),
         )
         headers = wire.NO_CACHE + self._cors(request)
         await _http.respond(send, 200, headers, body.encode(), content_type="application/json; charset=UTF-8")
@@ -304,6 +359,11 @@ class SockJSApp:
             await _http.respond(send, 304)
             return
         headers = [*wire.cache_for_a_year(time.time()), ("etag", self._etag)]
+        if self.options.allowed_origins is not None:
+            # Another site's page could frame the iframe page and use the service through it,
+            # with the service's own origin: only the listed origins may frame it.
+            ancestors = " ".join(["'self'", *sorted(self.options.allowed_origins)])
+            headers.append(("content-security-policy", f"frame-ancestors {ancestors}"))
         await _http.respond(send, 200, headers, self._iframe, content_type="text/html; charset=UTF-8")
 
     # -- session transports --------------------------------------------------------------
@@ -313,8 +373,13 @@ class SockJSApp:
         headers: wire.Headers = []
         if transport.has_cors:
             headers += self._cors(request)
-        if self.options.cookie_needed:
-            headers.append(wire.cookie_header(request.cookies.get("JSESSIONID")))
+        options = self.options
+        if options.cookie_needed:
+            secure = request.url.scheme == "https" if options.cookie_secure is None else options.cookie_secure
+            if options.cookie_samesite == "none":
+                secure = True  # browsers drop SameSite=None without Secure
+            jsessionid = request.cookies.get("JSESSIONID")
+            headers.append(wire.cookie_header(jsessionid, secure=secure, samesite=options.cookie_samesite))
         headers += transport.extra_headers
         return headers
 
@@ -394,6 +459,9 @@ class SockJSApp:
                 await _http.respond(send, 403, headers, b"Forbidden", content_type="text/plain; charset=UTF-8")
                 return
             channel = self.registry.get(session_id)  # another request may have created it meanwhile
+            if channel is None and self.is_full:
+                await writer.refuse(close_frame(*CloseReason.TOO_MANY_SESSIONS))
+                return
             if channel is None:
                 channel = self._new_channel(session_id, transport.name)
                 channel.client_host = request.client.host if request.client else None

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
+from .protocol.http import normalize_origin
 from .protocol.transports import RECEIVERS, Transport, enabled_transports
 
 __all__ = ["DEFAULT_SOCKJS_URL", "Authorize", "Options", "names"]
 
 #: The client served to the iframe page unless ``sockjs_url`` says otherwise.
 DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+
+#: The values of ``cookie_samesite`` (besides ``None``, which leaves the attribute out).
+SAMESITE = ("lax", "strict", "none")
 
 #: Decides whether a request may open a session; see ``SockJSApp``.
 Authorize = Callable[[HTTPConnection], Awaitable[bool]]
@@ -60,6 +64,10 @@ class Options:
     max_pending_size: int
     max_incoming_messages: int
     authorize: Authorize | None
+    allowed_origins: frozenset[str] | None
+    cookie_secure: bool | None
+    cookie_samesite: str | None
+    max_sessions: int | None
     transports: dict[str, Transport] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +82,23 @@ class Options:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.authorize is not None and not callable(self.authorize):
             raise TypeError(f"authorize must be an async callable, got {self.authorize!r}")
+        if self.max_sessions is not None:
+            _positive("max_sessions", self.max_sessions, integer=True)
+        if self.cookie_secure is not None and not isinstance(self.cookie_secure, bool):
+            raise TypeError(f"cookie_secure must be a bool or None, got {self.cookie_secure!r}")
+        if self.cookie_samesite is not None:
+            if not isinstance(self.cookie_samesite, str) or self.cookie_samesite.lower() not in SAMESITE:
+                raise ValueError(f"cookie_samesite must be one of {SAMESITE} or None, got {self.cookie_samesite!r}")
+            object.__setattr__(self, "cookie_samesite", self.cookie_samesite.lower())
+            if self.cookie_samesite == "none" and self.cookie_secure is False:
+                # Browsers drop a SameSite=None cookie that is not Secure.
+                raise ValueError("cookie_samesite='none' needs cookie_secure True or None, not False")
+        if self.allowed_origins is not None:
+            origins = names("allowed_origins", self.allowed_origins)
+            try:
+                object.__setattr__(self, "allowed_origins", frozenset(normalize_origin(o) for o in origins))
+            except ValueError as exc:
+                raise ValueError(f"allowed_origins: {exc}") from None
         # Whatever iterable the caller gave, keep a frozenset (a generator would be used up).
         object.__setattr__(self, "disabled_transports", names("disabled_transports", self.disabled_transports))
         try:

@@ -20,6 +20,7 @@ from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
 from .protocol.escaping import decode_messages
 from .protocol.http import NOT_FOUND
+from .protocol.session import CloseReason
 
 if TYPE_CHECKING:
     from ._app import SockJSApp
@@ -62,24 +63,44 @@ def _text(message: dict[str, object] | object) -> str | None:
     return None
 
 
-async def _accept(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> HTTPConnection | None:
+async def _accept(app: SockJSApp, scope: Scope, receive: Receive, send: Send, *, raw: bool) -> HTTPConnection | None:
+    """Accept a websocket as a new session, or refuse it and return ``None``.
+
+    On success the session is counted in ``app._websocket_sessions``; the caller uncounts it.
+    """
     message = await receive()
     if message["type"] != "websocket.connect":
         return None
     request = HTTPConnection(scope)
     options = app.options
-    if options.authorize is not None and not await options.authorize(request):
+    if not app.is_origin_allowed(request) or (options.authorize is not None and not await options.authorize(request)):
         await _refuse(scope, send, 403)
         return None
     await send({"type": "websocket.accept"})
+    if app.is_full:
+        # Accepted, then closed with a reason the client can read (``max_sessions``).
+        code, reason = CloseReason.TOO_MANY_SESSIONS
+        with contextlib.suppress(OSError):
+            if not raw:
+                await send({"type": "websocket.send", "text": frames.close(code, reason)})
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+        return None
+    app._websocket_sessions += 1
     return request
 
 
 async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
     """The SockJS websocket transport: one text message per frame."""
-    request = await _accept(app, scope, receive, send)
+    request = await _accept(app, scope, receive, send, raw=False)
     if request is None:
         return
+    try:
+        await _run_session(app, request, receive, send)
+    finally:
+        app._websocket_sessions -= 1
+
+
+async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive, send: Send) -> None:
     channel = app._new_channel(None, "websocket")
     channel.attach()
     socket_open = True
@@ -225,14 +246,17 @@ class RawLink:
 
 async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
     """The raw ``/websocket`` endpoint (PROTOCOL.md 6)."""
-    request = await _accept(app, scope, receive, send)
+    request = await _accept(app, scope, receive, send, raw=True)
     if request is None:
         return
     options = app.options
     link = RawLink(
         receive, send, max_pending_size=options.max_pending_size, max_incoming_messages=options.max_incoming_messages
     )
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(link.read)
-        task_group.start_soon(link.write)
-        await app.run_handler(link, Connection(link, request, "raw_websocket", app))
+    try:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(link.read)
+            task_group.start_soon(link.write)
+            await app.run_handler(link, Connection(link, request, "raw_websocket", app))
+    finally:
+        app._websocket_sessions -= 1

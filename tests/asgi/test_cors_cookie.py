@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from http.cookies import SimpleCookie
+from typing import Any
 
+import anyio
 import pytest
 
+from sockjs_asgi import SockJSApp
 from sockjs_asgi.testing import Response, TestClient
 
-from .support import echo, header, serving, session_url, values
+from .support import TIMEOUT, Receive, Scope, Send, echo, header, serving, session_url, values
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 pytestmark = pytest.mark.anyio
 
@@ -173,3 +179,57 @@ async def test_cookie_on_2010_refusal() -> None:
             second = await client.request("POST", url + "/xhr")
             assert second.text.startswith("c[2010,")
             assert cookie_of(second) == ("JSESSIONID=dummy", "path=/")
+
+
+# -- cookie attributes -----------------------------------------------------------------------
+
+
+def attributes_of(response: Response) -> set[str]:
+    """The cookie's attributes after ``path=/``, lower-cased."""
+    cookies = values(response, "set-cookie")
+    assert len(cookies) == 1, cookies
+    return {part.strip().lower() for part in cookies[0].split(";")[2:]}
+
+
+def over_https(app: ASGIApp) -> ASGIApp:
+    """``app`` as a TLS-terminating server would call it."""
+
+    async def with_https(scope: Scope, receive: Receive, send: Send) -> None:
+        await app({**scope, "scheme": "https" if scope["type"] == "http" else "wss"}, receive, send)
+
+    return with_https
+
+
+@pytest.mark.parametrize("transport", SESSION_TRANSPORTS)
+async def test_cookie_is_httponly_and_samesite_lax_by_default(transport: str) -> None:
+    async with serving(echo, cookie_needed=True) as client:
+        response = await request_on(client, transport)
+        assert attributes_of(response) == {"httponly", "samesite=lax"}
+        parsed = SimpleCookie(values(response, "set-cookie")[0])
+        assert parsed["JSESSIONID"]["httponly"] is True
+        assert parsed["JSESSIONID"]["samesite"] == "Lax"
+
+
+async def test_cookie_is_secure_over_https_by_default() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(over_https(SockJSApp(echo, cookie_needed=True))) as client:
+            assert attributes_of(await request_on(client, "xhr")) == {"httponly", "samesite=lax", "secure"}
+            assert attributes_of(await request_on(client, "xhr_send")) == {"httponly", "samesite=lax", "secure"}
+
+
+@pytest.mark.parametrize(
+    ("options", "https", "expected"),
+    [
+        ({"cookie_secure": True}, False, {"httponly", "samesite=lax", "secure"}),
+        ({"cookie_secure": False}, True, {"httponly", "samesite=lax"}),
+        ({"cookie_samesite": "strict"}, False, {"httponly", "samesite=strict"}),
+        ({"cookie_samesite": "none"}, False, {"httponly", "samesite=none", "secure"}),  # None needs Secure
+        ({"cookie_samesite": "none", "cookie_secure": True}, True, {"httponly", "samesite=none", "secure"}),
+        ({"cookie_samesite": None}, False, {"httponly"}),
+    ],
+)
+async def test_cookie_attribute_options(options: dict[str, Any], https: bool, expected: set[str]) -> None:
+    app = SockJSApp(echo, cookie_needed=True, **options)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(over_https(app) if https else app) as client:
+            assert attributes_of(await request_on(client, "xhr_streaming")) == expected

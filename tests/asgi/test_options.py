@@ -36,6 +36,19 @@ BAD_OPTIONS: list[tuple[str, Any]] = [
     ("disabled_transports", ["XHR"]),
     ("disabled_transports", ["nope"]),
     ("disabled_transports", "websocket"),
+    *[("max_sessions", value) for value in (0, -1, 1.5, "10", True, math.inf)],
+    ("cookie_secure", "yes"),
+    ("cookie_secure", 1),
+    ("cookie_samesite", "sometimes"),
+    ("cookie_samesite", ""),
+    ("cookie_samesite", 1),
+    ("allowed_origins", "https://app.example"),
+    ("allowed_origins", ["app.example"]),
+    ("allowed_origins", ["https://app.example/chat"]),
+    ("allowed_origins", ["null"]),
+    ("allowed_origins", ["*"]),
+    ("allowed_origins", [3]),
+    ("allowed_origins", 3),
 ]
 
 
@@ -101,6 +114,27 @@ async def test_good_options_are_accepted() -> None:
     assert app.options.heartbeat_delay == 0.001
     assert app.options.response_limit == 1
     assert app.options.disabled_transports == frozenset({"htmlfile", "jsonp"})
+
+
+async def test_samesite_none_is_refused_with_a_cookie_that_is_never_secure() -> None:
+    with pytest.raises(ValueError, match="cookie_samesite"):
+        SockJSApp(echo, cookie_samesite="none", cookie_secure=False)
+
+
+async def test_new_options_are_normalized() -> None:
+    options = SockJSApp(
+        echo,
+        allowed_origins=(origin for origin in ["https://App.Example/", "http://localhost:3000"]),
+        cookie_samesite="Strict",  # type: ignore[arg-type]
+        cookie_secure=True,
+        max_sessions=10,
+    ).options
+    assert options.allowed_origins == frozenset({"https://app.example", "http://localhost:3000"})
+    assert options.cookie_samesite == "strict"
+    assert (options.cookie_secure, options.max_sessions) == (True, 10)
+    defaults = SockJSApp(echo).options
+    assert (defaults.allowed_origins, defaults.max_sessions) == (None, None)
+    assert (defaults.cookie_secure, defaults.cookie_samesite) == (None, "lax")
 
 
 async def test_defaults_follow_the_protocol() -> None:

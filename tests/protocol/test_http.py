@@ -230,9 +230,28 @@ def test_preflight_headers(methods: tuple[str, ...], allow: list[str]) -> None:
 def test_cookie_header(jsessionid: str | None, value: str) -> None:
     name, header = http.cookie_header(jsessionid)
     assert name == "set-cookie"
-    first, second = header.split(";")
+    first, second, *rest = header.split(";")
+    # What the suite checks: the first part exactly, the second lower-cased.
     assert first == f"JSESSIONID={value}"
     assert second.strip().lower() == "path=/"
+    assert [part.strip() for part in rest] == ["HttpOnly"]
+
+
+@pytest.mark.parametrize(
+    ("secure", "samesite", "attributes"),
+    [
+        (False, None, ["HttpOnly"]),
+        (True, None, ["HttpOnly", "Secure"]),
+        (False, "lax", ["HttpOnly", "SameSite=Lax"]),
+        (False, "strict", ["HttpOnly", "SameSite=Strict"]),
+        (True, "none", ["HttpOnly", "SameSite=None", "Secure"]),
+    ],
+)
+def test_cookie_header_attributes(secure: bool, samesite: str | None, attributes: list[str]) -> None:
+    _, header = http.cookie_header("abc", secure=secure, samesite=samesite)
+    first, second, *rest = (part.strip() for part in header.split(";"))
+    assert (first, second) == ("JSESSIONID=abc", "path=/")
+    assert rest == attributes
 
 
 # -- static endpoints --------------------------------------------------------------------------
@@ -356,3 +375,83 @@ def test_is_form(content_type: str | None, expected: bool) -> None:
 def test_iframe_page_escapes_with_html_escape(sockjs_url: str) -> None:
     body, _ = http.iframe_page(sockjs_url)
     assert f'<script src="{html.escape(sockjs_url, quote=True)}"></script>'.encode() in body
+
+
+# -- origins -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "normal"),
+    [
+        ("https://App.Example", "https://app.example"),
+        ("http://a.example:8080/", "http://a.example:8080"),
+        (" http://[::1]:8000 ", "http://[::1]:8000"),
+        ("http://localhost", "http://localhost"),
+        ("chrome-extension://abcdef", "chrome-extension://abcdef"),
+    ],
+)
+def test_normalize_origin(origin: str, normal: str) -> None:
+    assert http.normalize_origin(origin) == normal
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "app.example",
+        "http://a/b",
+        "http://a?x",
+        "http://a#x",
+        "http://u@a",
+        "null",
+        "*",
+        "http://",
+        "http://a:b",
+        "//a",
+    ],
+)
+def test_normalize_origin_refuses_what_is_not_an_origin(origin: str) -> None:
+    with pytest.raises(ValueError, match="not an origin"):
+        http.normalize_origin(origin)
+
+
+ALLOWED = frozenset({"https://app.example", "http://localhost:3000"})
+
+
+@pytest.mark.parametrize(
+    ("origin", "referer", "host", "fetch_site", "allowed"),
+    [
+        ("https://app.example", None, "sockjs.example", None, True),
+        ("HTTPS://APP.EXAMPLE", None, "sockjs.example", "cross-site", True),
+        ("http://localhost:3000", None, "sockjs.example", None, True),
+        ("http://app.example", None, "sockjs.example", None, False),  # another scheme
+        ("https://app.example:444", None, "sockjs.example", None, False),
+        ("https://evil.example", None, "sockjs.example", None, False),
+        ("https://evil.example", "https://app.example/", "sockjs.example", None, False),  # Origin wins
+        ("null", None, "sockjs.example", None, False),
+        ("https://sockjs.example", None, "sockjs.example", "same-origin", True),  # its own iframe page
+        ("http://sockjs.example:8000", None, "Sockjs.Example:8000", None, True),
+        (None, "https://app.example/page?x=1#y", "sockjs.example", "cross-site", True),
+        (None, "https://evil.example/page", "sockjs.example", "cross-site", False),
+        (None, "garbage", "sockjs.example", None, False),
+        (None, None, "sockjs.example", None, True),  # not a browser
+        (None, None, "sockjs.example", "same-origin", True),
+        (None, None, "sockjs.example", "none", True),
+        (None, None, "sockjs.example", "cross-site", False),  # a browser that hid the origin
+        (None, None, "sockjs.example", "same-site", False),
+        ("https://sockjs.example", None, None, None, False),
+    ],
+)
+def test_origin_allowed(
+    origin: str | None, referer: str | None, host: str | None, fetch_site: str | None, allowed: bool
+) -> None:
+    assert http.origin_allowed(ALLOWED, origin=origin, referer=referer, host=host, fetch_site=fetch_site) is allowed
+
+
+def test_any_origin_without_a_list() -> None:
+    assert http.origin_allowed(None, origin="null", referer=None, host=None, fetch_site="cross-site")
+
+
+def test_info_origins() -> None:
+    assert http.info_origins(None) == ["*:*"]
+    origins = frozenset({"https://a.example", "http://b.example:8080", "http://c.example", "ws://d"})
+    assert http.info_origins(origins) == ["b.example:8080", "c.example:80", "a.example:443", "d:*"]

@@ -30,7 +30,10 @@ __all__ = [
     "etag_matches",
     "iframe_page",
     "info_body",
+    "info_origins",
     "is_form",
+    "normalize_origin",
+    "origin_allowed",
     "preflight_headers",
     "route",
 ]
@@ -126,18 +129,84 @@ def preflight_headers(methods: tuple[str, ...], now: float) -> Headers:
     ]
 
 
-def cookie_header(jsessionid: str | None) -> tuple[str, str]:
-    """The sticky-session cookie, echoing the client's or ``dummy`` (PROTOCOL.md 2)."""
-    return ("set-cookie", f"JSESSIONID={jsessionid or 'dummy'}; path=/")
+def cookie_header(jsessionid: str | None, *, secure: bool = False, samesite: str | None = None) -> tuple[str, str]:
+    """The sticky-session cookie, echoing the client's or ``dummy`` (PROTOCOL.md 2).
+
+    It is for the load balancer alone, so scripts never need it: always ``HttpOnly``.  The
+    suite reads the first two attributes, so the others follow ``path=/``.
+    """
+    value = f"JSESSIONID={jsessionid or 'dummy'}; path=/; HttpOnly"
+    if samesite is not None:
+        value += f"; SameSite={samesite.capitalize()}"
+    if secure:
+        value += "; Secure"
+    return ("set-cookie", value)
 
 
-def info_body(*, websocket: bool, cookie_needed: bool, entropy: int, transports: list[str]) -> str:
+def normalize_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, as browsers send it in ``Origin``; ``ValueError``
+    for anything else (a path, a query, user info, a missing scheme or host)."""
+    scheme, separator, netloc = origin.strip().lower().partition("://")
+    netloc = netloc.removesuffix("/")
+    if (
+        not separator
+        or not re.fullmatch(r"[a-z][a-z0-9+.\-]*", scheme)
+        or not re.fullmatch(r"(\[[0-9a-f:.]+\]|[^\s/?#@\[\]:]+)(:[0-9]{1,5})?", netloc)
+    ):
+        raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+    return f"{scheme}://{netloc}"
+
+
+def origin_allowed(
+    allowed: frozenset[str] | None, *, origin: str | None, referer: str | None, host: str | None, fetch_site: str | None
+) -> bool:
+    """Whether a request may use the service when only ``allowed`` origins may (``None``: any).
+
+    The request's origin is its ``Origin`` header, else the origin part of its ``Referer``.
+    A page of the service's own host (the iframe page, whose transports post from there) is
+    always allowed.  A request that names no origin is a non-browser client or a browser's
+    same-origin ``GET``, and is allowed unless ``Sec-Fetch-Site`` says another site sent it
+    (a ``<script>`` include of jsonp from a page that hid its origin).
+    """
+    if allowed is None:
+        return True
+    if origin is None and referer is not None:
+        scheme, _, rest = referer.partition("://")
+        origin = f"{scheme}://{re.split('[/?#]', rest, maxsplit=1)[0]}" if rest else referer
+    if origin is None:
+        return fetch_site is None or fetch_site.strip().lower() in ("same-origin", "none")
+    try:
+        origin = normalize_origin(origin)
+    except ValueError:
+        return False  # "null" (sandboxed frames, file: pages) and garbage
+    if origin in allowed:
+        return True
+    return host is not None and origin.partition("://")[2] == host.strip().lower()
+
+
+def info_origins(allowed: frozenset[str] | None) -> list[str]:
+    """``/info``'s ``origins``, in sockjs-node's ``host:port`` form: ``["*:*"]`` when any
+    origin may connect."""
+    if allowed is None:
+        return ["*:*"]
+    listed = []
+    for origin in sorted(allowed):
+        scheme, _, netloc = origin.partition("://")
+        if not re.search(r":[0-9]+$", netloc):
+            netloc += ":" + {"http": "80", "https": "443"}.get(scheme, "*")
+        listed.append(netloc)
+    return listed
+
+
+def info_body(
+    *, websocket: bool, cookie_needed: bool, entropy: int, transports: list[str], origins: list[str] | None = None
+) -> str:
     """The ``/info`` JSON document."""
     return json.dumps(
         {
             "websocket": websocket,
             "cookie_needed": cookie_needed,
-            "origins": ["*:*"],
+            "origins": ["*:*"] if origins is None else origins,
             "entropy": entropy,
             "transports": transports,
         },

@@ -64,6 +64,8 @@ class CloseReason:
     INTERNAL_ERROR = (1011, "Internal server error")
     #: The server is shutting down.
     SHUTDOWN = (1001, "Server shutting down")
+    #: ``max_sessions`` sessions are open already: try again later (1013, as websockets say it).
+    TOO_MANY_SESSIONS = (1013, "Too many sessions")
 
 
 class Session:
