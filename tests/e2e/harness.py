@@ -68,11 +68,16 @@ class Harness:
     def _call(self, expression: str, *args: Any) -> Any:
         return self.page.evaluate(expression, list(args))
 
-    def open(self, service: str, transport: str) -> Opened:
-        """Open ``service`` (``"/echo"``) over ``transport`` only, with a fresh token."""
+    def try_open(self, service: str, transport: str) -> tuple[dict[str, Any], str]:
+        """Try to open ``service`` over ``transport``: the page's report, and the token."""
         token = f"{next(_tokens)}-{uuid.uuid4().hex[:8]}"
         url = f"{self.service_url}{service}?token={token}"
-        result = self._call("([url, t, ms]) => E2E.open(url, t, ms)", url, transport, CONNECT_TIMEOUT)
+        return dict(self._call("([url, t, ms]) => E2E.open(url, t, ms)", url, transport, CONNECT_TIMEOUT)), token
+
+    def open(self, service: str, transport: str) -> Opened:
+        """Open ``service`` (``"/echo"``) over ``transport`` only, with a fresh token."""
+        result, token = self.try_open(service, transport)
+        url = f"{self.service_url}{service}?token={token}"
         closed = result["closed"]
         if not result["opened"]:
             if closed is not None and closed["code"] == 2000 and closed["reason"] == "All transports failed":

@@ -87,8 +87,11 @@ class TestServices:
     recorder: Recorder
 
 
-def build_app(client_js: Path) -> tuple[ASGIApp, TestServices]:
-    """A fresh application (each server needs its own: sessions belong to one event loop)."""
+def build_app(
+    client_js: Path, *, allowed_origins: list[str] | None = None, max_sessions: int | None = None
+) -> tuple[ASGIApp, TestServices]:
+    """A fresh application (each server needs its own: sessions belong to one event loop);
+    ``allowed_origins`` and ``max_sessions`` go to both services."""
     recorder = Recorder()
 
     async def echo(conn: Connection) -> None:
@@ -122,6 +125,8 @@ def build_app(client_js: Path) -> tuple[ASGIApp, TestServices]:
             heartbeat_delay=HEARTBEAT_DELAY,
             disconnect_delay=DISCONNECT_DELAY,
             response_limit=RESPONSE_LIMIT,
+            allowed_origins=allowed_origins,
+            max_sessions=max_sessions,
         )
 
     services = TestServices(service(echo), service(close), recorder)
