@@ -94,7 +94,9 @@ class SockJSApp:
       accepted.  Pages of the service's own host are always allowed (the iframe transports run
       there), and the iframe page may only be framed by the listed origins.  A request with
       neither ``Origin`` nor ``Referer`` is let through (not a browser, or a same-origin
-      ``GET``) unless ``Sec-Fetch-Site`` says another site sent it.
+      ``GET``) unless ``Sec-Fetch-Site`` says another site sent it.  This protects users'
+      browsers from other sites' pages; a client that is not a browser sends what headers it
+      likes, so authenticate with ``authorize``.
     * ``cookie_secure`` (None: when the request came over HTTPS) and ``cookie_samesite``
       (``"lax"``; also ``"strict"``, ``"none"``, or None to leave it out): attributes of the
       ``cookie_needed`` cookie, which is always ``HttpOnly``.  A page on another site needs
@@ -280,8 +282,10 @@ class SockJSApp:
         )
         if method not in found.methods:
             await _http.respond(send, 405, [("allow", ", ".join(found.methods))])
-        elif found.endpoint in (wire.Endpoint.INFO, wire.Endpoint.SESSION) and not self.is_origin_allowed(
-            HTTPConnection(scope)
+        elif (
+            options.allowed_origins is not None
+            and found.endpoint in (wire.Endpoint.INFO, wire.Endpoint.SESSION)
+            and not self.is_origin_allowed(HTTPConnection(scope))
         ):
             # No CORS headers: the page of a refused origin is not to read the answer.
             body = b"Origin not allowed"
