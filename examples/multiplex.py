@@ -1,42 +1,57 @@
-"""Several channels over one SockJS connection, in the websocket-multiplex format.
+"""Several channels over one SockJS connection, with ``sockjs_asgi.multiplex``.
 
-Browsers limit connections per host, so an application with several independent streams of
-messages often multiplexes them over one SockJS connection.  The websocket-multiplex client
-library (the one sockjs-tornado's multiplexing example uses) frames every message as
-``type,topic,payload``: ``sub,TOPIC`` subscribes, ``uns,TOPIC`` unsubscribes, and
-``msg,TOPIC,PAYLOAD`` carries a message either way.
+The page uses the websocket-multiplex client library over sockjs-client::
 
-This server offers two topics: ``echo`` answers the sender alone, ``chat`` goes to every
-subscriber, through the room of the same name.  Run it with ``uvicorn examples.multiplex:app``.
+    const multiplexer = new WebSocketMultiplex(new SockJS("http://127.0.0.1:8000/?token=s3cret"));
+    const chat = multiplexer.channel("chat");
+    chat.onmessage = (event) => console.log(event.data);
+    chat.send("hello");
+
+Three channels: ``echo`` answers its sender, ``chat`` reaches everyone in it, and ``admin``
+opens only for a connection made with the right ``?token=`` (per-channel authorization; a
+refused channel gets its ``close`` event at once).  Run it with
+``python -m sockjs_asgi examples.multiplex:mux`` or ``uvicorn examples.multiplex:app``.
 """
 
 from __future__ import annotations
 
-from sockjs_asgi import Connection, SockJSApp
+import secrets
 
-TOPICS = ("echo", "chat")
+from sockjs_asgi import SockJSApp
+from sockjs_asgi.multiplex import Channel, Multiplexer
 
+#: The admin channel's password; a real application checks a session or a signed token.
+ADMIN_TOKEN = "s3cret"
 
-def frame(kind: str, topic: str, payload: str = "") -> str:
-    return f"{kind},{topic},{payload}" if kind == "msg" else f"{kind},{topic}"
-
-
-async def multiplex(conn: Connection) -> None:
-    async for message in conn:
-        kind, _, rest = message.partition(",")
-        topic, _, payload = rest.partition(",")
-        if topic not in TOPICS:
-            # The client library's answer to a topic nobody serves: unsubscribe it.
-            await conn.send(frame("uns", topic))
-        elif kind == "sub":
-            conn.join(topic)
-        elif kind == "uns":
-            conn.leave(topic)
-        elif kind == "msg" and topic in conn.rooms:
-            if topic == "echo":
-                await conn.send(frame("msg", "echo", payload))
-            else:
-                await conn.app.broadcast(frame("msg", "chat", payload), room="chat")
+mux = Multiplexer()
 
 
-app = SockJSApp(multiplex)
+@mux.channel("echo")
+async def echo(channel: Channel) -> None:
+    async for message in channel:
+        await channel.send(message)
+
+
+@mux.channel("chat")
+async def chat(channel: Channel) -> None:
+    async for message in channel:
+        await mux.broadcast("chat", message)
+
+
+async def is_admin(channel: Channel) -> bool:
+    token = channel.request.query_params.get("token", "")
+    return secrets.compare_digest(token.encode(), ADMIN_TOKEN.encode())
+
+
+@mux.channel("admin", authorize=is_admin)
+async def admin(channel: Channel) -> None:
+    async for command in channel:
+        if command == "who":
+            await channel.send(f"{len(mux.subscribers('chat'))} in chat")
+        elif command == "quit":
+            return  # closes this channel only
+        else:
+            await channel.send(f"unknown command {command!r}")
+
+
+app = SockJSApp(mux)

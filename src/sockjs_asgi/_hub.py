@@ -17,7 +17,7 @@ from .protocol.escaping import encode_string
 if TYPE_CHECKING:
     from ._connection import Connection
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "push"]
 
 #: A receiver is closed when a broadcast finds this many times ``max_pending_size`` queued.
 OVERFLOW_FACTOR = 4
@@ -67,11 +67,16 @@ class Hub:
 
     def broadcast(self, message: str, targets: Iterable[Connection], exclude: Connection | None) -> int:
         """Queue ``message`` for every open connection in ``targets``; returns how many."""
-        encoded = encode_string(message)
-        count = 0
-        for conn in list(targets):
-            if conn is exclude or conn.is_closed:
-                continue
-            if conn._push(message, encoded, OVERFLOW_FACTOR, OVERFLOW):
-                count += 1
-        return count
+        return push(message, targets, exclude)
+
+
+def push(message: str, targets: Iterable[Connection], exclude: Connection | None = None) -> int:
+    """Queue ``message`` for every open connection in ``targets`` without waiting; returns how many."""
+    encoded = encode_string(message)
+    count = 0
+    for conn in list(targets):
+        if conn is exclude or conn.is_closed:
+            continue
+        if conn._push(message, encoded, OVERFLOW_FACTOR, OVERFLOW):
+            count += 1
+    return count

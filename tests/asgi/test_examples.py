@@ -23,22 +23,26 @@ async def test_echo_example() -> None:
 
 
 async def test_multiplex_example_keeps_topics_apart() -> None:
-    from examples.multiplex import app
+    from examples.multiplex import ADMIN_TOKEN, app
 
     with anyio.fail_after(TIMEOUT):
         async with (
             TestClient(app) as client,
-            client.connect(transport="websocket") as alice,
-            client.connect(transport="xhr_streaming") as bob,
+            client.connect(f"?token={ADMIN_TOKEN}", transport="websocket") as alice,
+            client.connect("?token=guess", transport="xhr_streaming") as bob,
         ):
-            await alice.send("sub,echo", "sub,chat")
-            await bob.send("sub,chat", "sub,nothing")
+            await alice.send("sub,echo", "sub,chat", "sub,admin")
+            await bob.send("sub,chat", "sub,nothing", "sub,admin")
             assert await bob.receive() == "uns,nothing"
+            assert await bob.receive() == "uns,admin"  # the wrong token: refused
             await alice.send("msg,echo,only for me")
             assert await alice.receive() == "msg,echo,only for me"
             await alice.send("msg,chat,hello, everyone")
             assert await alice.receive() == "msg,chat,hello, everyone"
             assert await bob.receive() == "msg,chat,hello, everyone"
+            await alice.send("msg,admin,who", "msg,admin,quit")
+            assert await alice.receive() == "msg,admin,2 in chat"
+            assert await alice.receive() == "uns,admin"
             await bob.send("uns,chat", "msg,chat,not subscribed")
             await alice.send("msg,echo,done")
             assert await alice.receive() == "msg,echo,done"  # nothing from bob came first
