@@ -114,6 +114,8 @@ class Server:
                 *self.options,
                 app,
             ]
+        if self.name == "sockjs_asgi":  # our own command line, which serves a handler on uvicorn
+            return [*python, app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *self.options]
         raise ValueError(f"unknown server {self.name!r}")
 
 
