@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests", "bench-smoke"]
+nox.options.sessions = ["lint", "tests", "unit", "docs", "build", "bench-smoke"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
+
+#: Every Python the package supports (pyproject.toml's classifiers).  `tests` runs the whole suite
+#: on the interpreter running nox; `unit` runs the protocol and in-process tests on the others.
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+OTHER_PYTHONS = [version for version in PYTHONS if version != f"{sys.version_info[0]}.{sys.version_info[1]}"]
+# pyenv's interpreters, found by name (python3.10, ...) without activating pyenv.  Appended, so
+# that `python3` on PATH stays what it was.
+os.environ["PATH"] = os.pathsep.join(
+    [os.environ.get("PATH", ""), *(str(path) for path in sorted(Path.home().glob(".pyenv/versions/3.*/bin")))]
+)
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 NPM_PREFIX = ROOT / ".cache" / "npm"
 SOCKJS_CLIENT = "sockjs-client@1.6.1"
@@ -43,13 +54,20 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "report", "--fail-under=85")
 
 
+@nox.session(python=OTHER_PYTHONS)
+def unit(session: nox.Session) -> None:
+    """The protocol core and the in-process tests on every other supported Python."""
+    install(session, "unit")
+    session.run("pytest", "tests/protocol", "tests/asgi", "tests/test_package.py", "-q", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict over everything."""
     install(session, "test", "lint", "bench")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "src", "tests", "examples", "benchmarks", "noxfile.py")
+    session.run("mypy", "src", "tests", "examples", "benchmarks", "noxfile.py", "mkdocs_hooks.py")
 
 
 @nox.session
@@ -96,3 +114,24 @@ def demo(session: nox.Session) -> None:
     install_sockjs_client(session)
     port = os.environ.get("PORT", "8000")
     session.run("uvicorn", "examples.chat.app:app", "--host", "127.0.0.1", "--port", port)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml), with every warning an error, into site/."""
+    install(session, "docs")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """sdist and wheel into dist/, checked by twine; then the wheel, installed alone, serves a request."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "build"))
+    shutil.rmtree(ROOT / "dist", ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(ROOT / "dist"))
+    session.run("twine", "check", "--strict", *(str(path) for path in sorted((ROOT / "dist").iterdir())))
+    (wheel,) = (ROOT / "dist").glob("*.whl")
+    session.install(f"{wheel}[server]")
+    session.install("--force-reinstall", "--no-deps", str(wheel))  # this build, whatever was there
+    # -I: neither the checkout nor the current directory is importable, only the installed copy.
+    session.run("python", "-I", str(ROOT / "tests" / "installed" / "check_wheel.py"))
