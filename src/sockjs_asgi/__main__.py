@@ -25,11 +25,9 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import MISSING, fields
 from typing import Any
 
 from ._app import SockJSApp
-from ._options import Options
 from ._router import SockJSRouter
 
 __all__ = ["build_app", "main", "parse_args"]
@@ -79,6 +77,12 @@ def _converter(hint: Any) -> Callable[[str], Any] | None:
     return str
 
 
+def _options() -> list[inspect.Parameter]:
+    """SockJSApp's options: the keyword-only parameters of its constructor."""
+    parameters = inspect.signature(SockJSApp.__init__).parameters.values()
+    return [parameter for parameter in parameters if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line: the handler, the server's flags and the service's options."""
     parser = argparse.ArgumentParser(
@@ -93,13 +97,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     server.add_argument("--log-level", default="info", help="uvicorn's log level (default: %(default)s)")
     service = parser.add_argument_group("SockJSApp options (defaults: SockJSApp's)")
     helps = _option_help()
-    hints = typing.get_type_hints(Options)
-    for option in fields(Options):
-        if not option.init:
-            continue
+    hints = typing.get_type_hints(SockJSApp.__init__)
+    for option in _options():
         flag = "--" + option.name.replace("_", "-")
         help_text = helps.get(option.name, "see SockJSApp")
-        if option.default is not MISSING and option.default is not None and not isinstance(option.default, frozenset):
+        if option.default not in (None, ()):
             help_text += f" (default: {option.default!r})".replace("%", "%%")
         converter = _converter(hints[option.name])
         if converter is None:
@@ -113,7 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def build_app(arguments: argparse.Namespace) -> Any:
     """The ASGI application the command line describes."""
-    option_names = {option.name for option in fields(Options) if option.init}
+    option_names = {option.name for option in _options()}
     options = {name: value for name, value in vars(arguments).items() if name in option_names}
     handler = load(arguments.handler)
     if isinstance(handler, SockJSApp):
