@@ -57,7 +57,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=OTHER_PYTHONS)
 def unit(session: nox.Session) -> None:
     """The protocol core and the in-process tests on every other supported Python."""
-    install(session, "unit")
+    install(session, "test")  # the whole group: tests/asgi drives the framework examples too
     session.run("pytest", "tests/protocol", "tests/asgi", "tests/test_package.py", "-q", *session.posargs)
 
 

@@ -26,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NPM_PREFIX = REPO_ROOT / ".cache" / "npm"
 SOCKJS_CLIENT = "sockjs-client@1.6.1"
 SOCKJS_CLIENT_JS = NPM_PREFIX / "node_modules" / "sockjs-client" / "dist" / "sockjs.min.js"
+MULTIPLEX_CLIENT = "websocket-multiplex@0.1.0"
+MULTIPLEX_CLIENT_JS = NPM_PREFIX / "node_modules" / "websocket-multiplex" / "multiplex_client.js"
 NPM_TIMEOUT = 50.0
 
 #: The flags this machine needs: no sandbox as root, and no background connections to hosts
@@ -59,20 +61,30 @@ def chromium_executable() -> str:
     return path
 
 
+def npm_file(package: str, path: Path) -> Path:
+    """``path``, from ``package`` installed from npm into .cache/npm on first use."""
+    if not path.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            hint = f"`apt-get install npm`, then `npm install --prefix .cache/npm {package}`"
+            unavailable(f"npm is not installed: {hint}")
+        command = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_PREFIX), package]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False)
+        if result.returncode != 0 or not path.is_file():
+            pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def sockjs_client_js() -> Path:
     """sockjs-client's browser build, installed from npm into .cache/npm on first use."""
-    if not SOCKJS_CLIENT_JS.is_file():
-        npm = shutil.which("npm")
-        if npm is None:
-            unavailable(
-                f"npm is not installed: `apt-get install npm`, then `npm install --prefix .cache/npm {SOCKJS_CLIENT}`"
-            )
-        command = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_PREFIX), SOCKJS_CLIENT]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False)
-        if result.returncode != 0 or not SOCKJS_CLIENT_JS.is_file():
-            pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return SOCKJS_CLIENT_JS
+    return npm_file(SOCKJS_CLIENT, SOCKJS_CLIENT_JS)
+
+
+@pytest.fixture(scope="session")
+def multiplex_client_js() -> Path:
+    """The websocket-multiplex client library (its browser file), from npm like sockjs-client."""
+    return npm_file(MULTIPLEX_CLIENT, MULTIPLEX_CLIENT_JS)
 
 
 @pytest.fixture(scope="session")
