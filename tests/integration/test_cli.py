@@ -97,6 +97,13 @@ def test_every_option_is_a_flag() -> None:
             "30",
             "--authorize",
             "examples.fastapi_app:authorize",
+            "--allowed-origins",
+            "https://a.example, https://b.example",
+            "--cookie-secure",
+            "--cookie-samesite",
+            "strict",
+            "--max-sessions",
+            "40",
         ]
     )
     app = build_app(arguments)
@@ -109,6 +116,8 @@ def test_every_option_is_a_flag() -> None:
     from examples.fastapi_app import authorize
 
     assert options.authorize is authorize
+    assert options.allowed_origins == frozenset({"https://a.example", "https://b.example"})
+    assert (options.cookie_secure, options.cookie_samesite, options.max_sessions) == (True, "strict", 40)
     # Options left out keep SockJSApp's defaults; --prefix mounts the service.
     defaults = build_app(parse_args(["examples.echo:echo", "--prefix", "/echo/"]))
     assert isinstance(defaults, SockJSRouter)
