@@ -512,7 +512,12 @@ class SockJSApp:
                 async def watch() -> None:
                     await _http.watch_disconnect(receive)
                     gone()
-                    task_group.cancel_scope.cancel()
+                    # A server may report the disconnect while it is still completing our last
+                    # body message (hypercorn does, as it ends the stream): cancelling that send
+                    # would interrupt the server's own clean-up, and under its trio worker the
+                    # connection would then never be closed.  The pump returns after it anyway.
+                    if not writer.is_finished:
+                        task_group.cancel_scope.cancel()
 
                 task_group.start_soon(watch)
                 await writer.start()

@@ -94,7 +94,9 @@ class RawConnection:
         return data
 
     def read_body(self, head: Head) -> bytes:
-        """The body, by whichever framing the head announced."""
+        """The body, by whichever framing the head announced (RFC 9112 6.3)."""
+        if head.status in (204, 304) or head.status < 200:
+            return b""
         if head.headers.get("transfer-encoding", "").lower() == "chunked":
             chunks = []
             while chunk := self.read_chunk():

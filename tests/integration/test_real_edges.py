@@ -3,6 +3,7 @@ a poll right after an aborted receiver, HTTP/1.0 streaming, and oversized send b
 
 from __future__ import annotations
 
+import http.client
 import threading
 import uuid
 from collections.abc import Iterator
@@ -131,3 +132,64 @@ def test_poll_right_after_an_abort_is_not_refused(
             answers.append(poll.read_body(poll.read_head()))
     assert ANOTHER_CONNECTION not in answers
     assert set(answers) <= {INTERRUPTED, b"o\n"}
+
+
+# -- HTTP/1.0 streaming (item 2) ------------------------------------------------------------
+
+GO_AWAY = b'c[3000,"Go away!"]'
+STREAMING_BODIES = {
+    "xhr_streaming": (XHR_STREAMING_PRELUDE, b"o\n" + GO_AWAY + b"\n"),
+    "eventsource": (b"\r\n", b"data: o\r\n\r\ndata: " + GO_AWAY + b"\r\n\r\n"),
+    "htmlfile?c=cb": (
+        b"<!doctype html>",
+        b'<script>\np("o");\n</script>\r\n<script>\np("c[3000,\\"Go away!\\"]");\n</script>\r\n',
+    ),
+}
+
+
+def chunks_http10(server: Server) -> bool:
+    """uvicorn's httptools protocol frames every response without Content-Length as chunked,
+    HTTP/1.0 request or not (docs/conformance.md has the reproduction for upstream)."""
+    return server.running.name.startswith("uvicorn-httptools")
+
+
+@pytest.mark.parametrize("transport", list(STREAMING_BODIES))
+def test_http10_streaming(server: Server, transport: str) -> None:
+    """sockjs-protocol Http10.test_streaming, for each streaming transport: no Content-Length
+    (it is not known), the frames as they come, and the end of the response is the end of
+    the connection.  Where the server chunks anyway, the response says HTTP/1.1 and a client
+    that follows the response's own framing (RFC 9112 6.3) still reads every frame."""
+    method = "POST" if transport.startswith("xhr") else "GET"
+    with RawConnection(server.port) as conn:
+        headers = {"Connection": "Keep-Alive"} | ({"Content-Length": "0"} if method == "POST" else {})
+        conn.send_head(method, f"{session_url('/close')}/{transport}", version="1.0", headers=headers)
+        head = conn.read_head()
+        assert head.status == 200
+        assert "content-length" not in head.headers
+        if chunks_http10(server):
+            assert (head.version, head.headers["transfer-encoding"]) == ("HTTP/1.1", "chunked")
+        else:
+            assert "transfer-encoding" not in head.headers
+            assert head.headers["connection"].lower() == "close"
+        body = conn.read_body(head)
+        assert conn.read_until_close() == b""  # HTTP/1.0: the connection ends with the response
+    start, end = STREAMING_BODIES[transport]
+    assert body.startswith(start) and body.endswith(end)
+
+
+def test_http10_client_reads_a_stream(server: Server) -> None:
+    """The standard library's client, speaking HTTP/1.0, reads the whole stream on every
+    server (it follows the response's version, so uvicorn's chunking is decoded)."""
+
+    class Http10Connection(http.client.HTTPConnection):
+        _http_vsn = 10
+        _http_vsn_str = "HTTP/1.0"
+
+    conn = Http10Connection("127.0.0.1", server.port, timeout=TIMEOUT)
+    try:
+        conn.request("POST", f"{session_url('/close')}/xhr_streaming", body=b"")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read() == XHR_STREAMING_PRELUDE + b"o\n" + GO_AWAY + b"\n"
+    finally:
+        conn.close()
