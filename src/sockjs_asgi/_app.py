@@ -420,7 +420,7 @@ class SockJSApp:
         send: Send,
         headers: wire.Headers,
     ) -> None:
-        body = await _http.read_body(receive, self.options.max_request_size)
+        body = await _http.read_body(receive, self.options.max_request_size, declared=_content_length(request))
         try:
             payload = body.decode()
         except UnicodeDecodeError:
@@ -595,6 +595,12 @@ class SockJSApp:
                 self._handler_returned.set()
                 self._handler_returned = None
         link.close_now(*CloseReason.GO_AWAY)
+
+
+def _content_length(request: HTTPConnection) -> int | None:
+    """The request's Content-Length, if it has a valid one."""
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _is_connection_closed(exc: BaseException) -> bool:

@@ -59,20 +59,45 @@ async def not_found(send: Send) -> None:
 
 
 async def error(send: Send, exc: RemoteProtocolError, headers: Sequence[tuple[str, str]] = ()) -> None:
+    if isinstance(exc, BodyTooLarge) and not exc.is_drained:
+        headers = [*headers, ("connection", "close")]
     await respond(send, exc.status, headers, exc.body.encode(), content_type="text/plain; charset=UTF-8")
 
 
+#: How much of an oversized request body is read and thrown away before answering 413.
+#:
+#: A client that sends its whole body before it reads the answer (most do) would otherwise be
+#: writing into a connection the server closes under it: the reset can destroy the 413 before the
+#: client reads it.  Up to this many bytes the body is drained, which costs bandwidth but no
+#: memory, and the 413 leaves the connection usable; beyond it the 413 says ``Connection: close``.
+DRAIN_LIMIT = 256 * 1024 * 1024
+
+
 class BodyTooLarge(RemoteProtocolError):
-    def __init__(self) -> None:
+    """A request body over the limit; ``is_drained``: all of it was read (and thrown away)."""
+
+    def __init__(self, *, is_drained: bool) -> None:
         super().__init__("Payload too large.", status=413)
+        self.is_drained = is_drained
 
 
 class Disconnected(Exception):
     """The client went away before the request body arrived."""
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the request body, refusing more than ``limit`` bytes before holding them."""
+async def read_body(
+    receive: Receive, limit: int, *, declared: int | None = None, drain_limit: int | None = None
+) -> bytes:
+    """Read the request body, refusing more than ``limit`` bytes before holding them.
+
+    ``declared`` is the request's Content-Length, if it has one: a body declared larger than
+    ``drain_limit`` (:data:`DRAIN_LIMIT`) is refused at once, any other oversized body is first
+    read to its end, or to ``drain_limit`` bytes.
+    """
+    if drain_limit is None:
+        drain_limit = DRAIN_LIMIT
+    if declared is not None and declared > max(limit, drain_limit):
+        raise BodyTooLarge(is_drained=False)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -81,10 +106,16 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             raise Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
+        more = message.get("more_body", False)
         if size > limit:
-            raise BodyTooLarge
+            chunks.clear()
+            if not more:
+                raise BodyTooLarge(is_drained=True)
+            if size > drain_limit:
+                raise BodyTooLarge(is_drained=False)
+            continue
         chunks.append(chunk)
-        if not message.get("more_body", False):
+        if not more:
             return b"".join(chunks)
 
 

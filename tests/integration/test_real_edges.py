@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,3 +194,60 @@ def test_http10_client_reads_a_stream(server: Server) -> None:
         assert response.read() == XHR_STREAMING_PRELUDE + b"o\n" + GO_AWAY + b"\n"
     finally:
         conn.close()
+
+
+# -- oversized send bodies (item 3) ---------------------------------------------------------
+
+MiB = 1024 * 1024
+BLOCK = b"x" * 65536
+
+
+def upload(conn: RawConnection, path: str, size: int, *, bytes_per_second: float | None = None) -> None:
+    """Send a POST with a ``size``-byte body, all of it before reading anything, as most
+    clients do; ``bytes_per_second`` paces it (a slow client)."""
+    conn.send_head("POST", path, headers={"Content-Length": str(size)})
+    started = time.monotonic()
+    sent = 0
+    while sent < size:
+        block = BLOCK[: size - sent]
+        conn.sock.sendall(block)
+        sent += len(block)
+        if bytes_per_second is not None:
+            # Pacing the client, not waiting for the server: nothing to synchronise with.
+            time.sleep(max(0.0, sent / bytes_per_second - (time.monotonic() - started)))
+
+
+@pytest.mark.parametrize(
+    ("transport", "size", "rate"),
+    [
+        ("xhr_send", 10 * MiB, None),
+        ("xhr_send", 10 * MiB, 40 * MiB),
+        ("jsonp_send", 10 * MiB, None),
+        ("xhr_send", 100 * MiB, None),
+    ],
+    ids=["xhr_send-10MiB-fast", "xhr_send-10MiB-slow", "jsonp_send-10MiB-fast", "xhr_send-100MiB-fast"],
+)
+def test_oversized_body_gets_a_readable_413(server: Server, transport: str, size: int, rate: float | None) -> None:
+    """The client writes the whole body without being cut off, then reads 413, and the
+    connection is still usable (the body was drained, not left unread)."""
+    url = session_url()
+    assert exchange(server.port, "POST", url + "/xhr")[1] == b"o\n"
+    with RawConnection(server.port, timeout=30) as conn:
+        upload(conn, f"{url}/{transport}", size, bytes_per_second=rate)
+        head = conn.read_head()
+        assert (head.status, conn.read_body(head)) == (413, b"Payload too large.")
+        assert "close" not in head.headers.get("connection", "").lower()
+        conn.request("POST", f"{url}/xhr_send", b'["after"]')
+        assert conn.read_head().status == 204
+    assert exchange(server.port, "POST", url + "/xhr")[1] == b'a["after"]\n'
+
+
+def test_body_declared_past_the_drain_limit_is_refused_at_once(server: Server) -> None:
+    """A Content-Length past the drain limit is answered before any of the body is sent."""
+    url = session_url()
+    assert exchange(server.port, "POST", url + "/xhr")[1] == b"o\n"
+    with RawConnection(server.port) as conn:
+        conn.send_head("POST", f"{url}/xhr_send", headers={"Content-Length": str(10 * 1024 * MiB)})
+        head = conn.read_head()
+        assert (head.status, conn.read_body(head)) == (413, b"Payload too large.")
+        assert head.headers["connection"].lower() == "close"
