@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -25,11 +26,14 @@ from typing import Any
 
 from . import report
 from .harness import Cores, Outcome, run_once
-from .scenarios import FIGURES, SCENARIOS
+from .scenarios import EFFICIENCY, FIGURES, SCENARIOS
 from .servers import NPM_PREFIX, REFERENCE, ROOT, SERVERS, install_npm_packages
 
 OUTPUT = ROOT / ".cache" / "bench"
 DOCS_PLOT = ROOT / "docs" / "benchmarks.png"
+DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
+RESULTS_START = "<!-- results: written by nox -s bench -->"
+RESULTS_END = "<!-- end of results -->"
 PYTHON_PACKAGES = ("sockjs-asgi", "uvicorn", "uvloop", "httptools", "websockets", "aiohttp", "sockjs")
 
 
@@ -88,6 +92,28 @@ def versions() -> dict[str, str]:
     return found
 
 
+def update_docs(results: str) -> None:
+    """Replace the results between the markers of docs/benchmarks.md with this run's."""
+    text = DOCS_PAGE.read_text()
+    if RESULTS_START not in text or RESULTS_END not in text:
+        print(f"{DOCS_PAGE} has no results markers: not updated", file=sys.stderr)
+        return
+    start, end = text.index(RESULTS_START) + len(RESULTS_START), text.index(RESULTS_END)
+    DOCS_PAGE.write_text(text[:start] + "\n" + results + "\n" + text[end:])
+
+
+def usage(outcome: Outcome) -> str:
+    """CPU use, and the share of the window the event loop was busy, of both processes."""
+    text = ""
+    for name, cpu, busy in (
+        ("loadgen", outcome.loadgen_cpu, outcome.loadgen_busy),
+        ("server", outcome.server_cpu, outcome.server_busy),
+    ):
+        if cpu is not None:
+            text += f" {name} cpu {cpu:.0%}" + ("" if busy is None else f" busy {busy:.0%}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     smoke: bool = arguments.smoke
@@ -95,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [s for s in SCENARIOS if not arguments.scenario or s.name in arguments.scenario]
     servers = [s for s in SERVERS if s is REFERENCE or not arguments.server or s.name in arguments.server]
     figures = [f for f in FIGURES if any(s.name == f.scenario for s in scenarios)]
+    efficiency = [f for f in EFFICIENCY if any(s.name == f.scenario for s in scenarios)]
     is_complete = len(scenarios) == len(SCENARIOS) and len(servers) == len(SERVERS)
+    # Stopped from outside, still stop the server and the load generator (the finally clauses).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     install_npm_packages()
     cores = Cores.pick()
     if cores.server is None:
@@ -115,17 +144,17 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = run_once(server, scenario, round_, smoke=smoke, cores=cores, logs=logs)
                 outcomes.append(outcome)
                 shown = ", ".join(f"{key}={value:,.1f}" for key, value in outcome.metrics.items())
-                cpu = "" if outcome.loadgen_cpu is None else f" loadgen {outcome.loadgen_cpu:.0%}"
-                server_cpu = "" if outcome.server_cpu is None else f" server {outcome.server_cpu:.0%}"
                 trouble = outcome.error or (f"REFUSED: {outcome.refused}" if outcome.refused else "")
-                print(f"round {round_} {scenario.name:<15} {server.name:<15} {shown}{cpu}{server_cpu} {trouble}")
+                print(f"round {round_} {scenario.name:<15} {server.name:<15} {shown}{usage(outcome)} {trouble}")
                 sys.stdout.flush()
     info["machine"]["load_average_after"] = os.getloadavg()
     info["seconds"] = round(time.monotonic() - started, 1)
 
-    cells = report.summarise(outcomes, figures, servers, REFERENCE)
+    cells = report.summarise(outcomes, [*figures, *efficiency], servers, REFERENCE)
     print()
     print(report.table(cells, figures, servers, REFERENCE))
+    print("\nThe same work per second of the server's CPU (steadier on a shared machine):\n")
+    print(report.table(cells, efficiency, servers, REFERENCE))
     for line in report.problems(cells):
         print(line)
 
@@ -137,17 +166,21 @@ def main(argv: list[str] | None = None) -> int:
         "figures": [
             {"scenario": f.scenario, "metric": f.metric, "label": f.label, "unit": f.unit}
             | {server: cells[(f.scenario, f.metric, server)].as_json() for server in (s.name for s in servers)}
-            for f in figures
+            for f in [*figures, *efficiency]
         ],
         "runs": [o.as_json() for o in outcomes],
     }
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / f"{name}.json").write_text(json.dumps(results, indent=1))
     (OUTPUT / ("latest-smoke.json" if smoke else "latest.json")).write_text(json.dumps(results, indent=1))
-    title = f"{rounds} round(s), {info['machine']['cpu']}, {info['machine']['cores']} cores"
-    report.plot(cells, figures, servers, REFERENCE, OUTPUT / f"{name}.png", title)
+    title = f"{stamp}: {rounds} round(s), {info['machine']['cpu']}, {info['machine']['cores']} cores"
+    panels = [("Ratio to the reference", figures), ("The same, per second of the server's CPU", efficiency)]
+    report.plot(cells, panels, servers, REFERENCE, OUTPUT / f"{name}.png", title)
+    results_md = report.markdown(cells, panels, servers, REFERENCE, {**info, "rounds": rounds})
+    (OUTPUT / f"{name}.md").write_text(results_md + "\n")
     if is_complete and not smoke:
-        report.plot(cells, figures, servers, REFERENCE, DOCS_PLOT, title)
+        report.plot(cells, panels, servers, REFERENCE, DOCS_PLOT, title)
+        update_docs(results_md)
     print(f"\nresults: {OUTPUT / name}.json, plot: {OUTPUT / name}.png, logs: {logs} ({info['seconds']} s)")
 
     if smoke:

@@ -4,7 +4,9 @@ The server gets one core and the load generator the other (``taskset``); a fresh
 serves every run, so that no run inherits another's memory or sessions.  The load generator
 reports its own CPU use over the measured window; a run where it used more than
 :data:`SATURATED` of its core measured the load generator, not the server, and its figures are
-refused.
+refused.  So is a run where its event loop was busy (running, or runnable but waiting while
+another process had the core) more than that share of the window: on a shared machine a
+starved load generator sets the pace just as a saturated one does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .scenarios import Metrics, Run, Scenario, Snapshot
+from .scenarios import Metrics, Run, Scenario, Snapshot, share
 from .servers import NPM_PREFIX, ROOT, Server
 
 LOADGEN = ROOT / "benchmarks" / "loadgen.js"
@@ -62,6 +64,9 @@ class Outcome:
     metrics: Metrics = field(default_factory=dict)
     loadgen_cpu: float | None = None
     server_cpu: float | None = None
+    #: Shares of the window each process's main thread was busy (running or waiting for a core).
+    loadgen_busy: float | None = None
+    server_busy: float | None = None
     refused: str | None = None
     error: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +79,8 @@ class Outcome:
             "metrics": self.metrics,
             "loadgen_cpu": self.loadgen_cpu,
             "server_cpu": self.server_cpu,
+            "loadgen_busy": self.loadgen_busy,
+            "server_busy": self.server_busy,
             "refused": self.refused,
             "error": self.error,
             "raw": self.raw,
@@ -88,15 +95,18 @@ def free_port() -> int:
 
 
 def snapshot(pid: int) -> Snapshot:
-    """CPU time (all threads) and resident memory of a process, from /proc."""
+    """CPU time (all threads), busy time (main thread) and resident memory, from /proc."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    # The main thread's nanoseconds on a core and waiting in the run queue.
+    running, waiting = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+    busy = (int(running) + int(waiting)) / 1e9
     rss = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = float(line.split()[1])
-    return Snapshot(time.monotonic(), cpu, rss)
+    return Snapshot(time.monotonic(), cpu, busy, rss)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -148,6 +158,7 @@ def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: 
     timer = threading.Timer(timeout, process.kill)
     timer.start()
     marks: dict[str, Snapshot] = {}
+    loadgen_marks: dict[str, Snapshot] = {}
     result: dict[str, Any] | None = None
     try:
         for line in process.stdout:
@@ -156,6 +167,7 @@ def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: 
                 if message.get("wait"):
                     time.sleep(SETTLE)
                 marks[message["mark"]] = snapshot(server_pid)
+                loadgen_marks[message["mark"]] = snapshot(process.pid)
                 if message.get("wait"):
                     process.stdin.write("\n")
                     process.stdin.flush()
@@ -167,7 +179,7 @@ def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: 
         stop(process)
     if result is None:
         raise RuntimeError(f"the load generator exited with {process.returncode} and no result (see the log)")
-    return Run(result, marks)
+    return Run(result, marks, loadgen_marks)
 
 
 def run_once(server: Server, scenario: Scenario, round_: int, *, smoke: bool, cores: Cores, logs: Path) -> Outcome:
@@ -184,8 +196,14 @@ def run_once(server: Server, scenario: Scenario, round_: int, *, smoke: bool, co
             return outcome
     outcome.raw = {key: value for key, value in run.result.items() if key != "latencies"}
     outcome.loadgen_cpu = float(run.result["cpu"])
-    outcome.server_cpu = run.server_cpu()
+    outcome.server_cpu = share(run.marks, "cpu_seconds")
+    outcome.server_busy = share(run.marks, "busy_seconds")
+    outcome.loadgen_busy = share(run.loadgen_marks, "busy_seconds")
     outcome.metrics = scenario.metrics(run)
-    if "start" in run.marks and outcome.loadgen_cpu > SATURATED:
+    # On a shared machine the load generator may be starved rather than saturated: either way,
+    # an event loop that never waited for the server set the pace.
+    if outcome.loadgen_cpu > SATURATED:
         outcome.refused = f"the load generator used {outcome.loadgen_cpu:.0%} of its core"
+    elif outcome.loadgen_busy is not None and outcome.loadgen_busy > SATURATED:
+        outcome.refused = f"the load generator was busy (running or waiting for its core) {outcome.loadgen_busy:.0%}"
     return outcome

@@ -1,7 +1,8 @@
 'use strict';
-// The benchmark's load generator: one Node.js process (npm `ws` and node's http agent), pinned
-// to its own core by the harness. Python clients could not keep up with the fastest server; see
-// docs/benchmarks.md.
+// The benchmark's load generator: one Node.js process, pinned to its own core by the harness:
+// websockets with npm `ws`, HTTP with the small keep-alive client below (node's own http client
+// costs about as much CPU per request as the fastest servers spend answering it). Python clients
+// could not keep up with the fastest servers either; see docs/benchmarks.md.
 //
 // Usage: node loadgen.js '<json config>'. It prints JSON lines on stdout:
 //   {"mark": NAME}                 the harness snapshots the server's CPU time and RSS
@@ -11,7 +12,7 @@
 //
 // Every message sent is exactly 32 characters of [0-9a-z-], so a SockJS frame of k messages,
 // a["...",...,"..."], is 35 * k + 2 characters long and can be counted without parsing it.
-const http = require('http');
+const net = require('net');
 const readline = require('readline');
 const WebSocket = require('ws');
 
@@ -21,11 +22,6 @@ const PAYLOAD = 'echo-0123456789abcdefghijklmnopq';
 const SOCKJS_PAYLOAD = JSON.stringify([PAYLOAD]);
 const CONNECT_CONCURRENCY = 200;
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-// Streaming responses get connections of their own, never reused: a server may close one at its
-// response limit while answering "Connection: keep-alive" (aiohttp-sockjs does), and a request
-// sent on it would be reset.
-const streamingAgent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 let running = true;
 
 function emit(object) {
@@ -85,7 +81,8 @@ const outgoing = () => (config.framing === 'raw' ? PAYLOAD : SOCKJS_PAYLOAD);
 // when `config.hello` says one comes.
 function openSocket(template) {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url(template), { perMessageDeflate: false });
+    // What we receive is counted, never read: no UTF-8 validation to pay for.
+    const socket = new WebSocket(url(template), { perMessageDeflate: false, skipUTF8Validation: true });
     socket.on('error', reject);
     if (config.hello) socket.once('message', () => resolve(socket));
     else socket.once('open', () => resolve(socket));
@@ -120,27 +117,143 @@ async function measure(counter) {
   return { count: count1 - count0, seconds, cpu: (cpu.user + cpu.system) / 1e6 / seconds, start: time0 };
 }
 
-function post(path, body) {
-  return new Promise((resolve, reject) => {
-    const request = http.request(
-      {
-        host: HOST,
-        port: config.port,
-        method: 'POST',
-        path,
-        agent,
-        headers: { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) },
-      },
-      (response) => {
-        const chunks = [];
-        response.on('data', (chunk) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode, body: Buffer.concat(chunks).toString() }));
-        response.on('error', reject);
-      },
-    );
-    request.on('error', (error) => reject(new Error(`POST ${path}: ${error.message}`)));
-    request.end(body);
-  });
+// -- HTTP/1.1 over one keep-alive connection ------------------------------------------------
+
+const CRLF2 = Buffer.from('\r\n\r\n');
+
+// One TCP connection, one request at a time. `request` resolves with the status and the whole
+// body; `stream` calls `onData` with each piece of the body as it comes and resolves at its end.
+// Bodies with a Content-Length, chunked bodies and bodies ended by closing are all understood;
+// a connection the server closes is opened again for the next request.
+class HttpConnection {
+  constructor() {
+    this.socket = null;
+    this.exchange = null; // the response being read
+  }
+
+  connect() {
+    const socket = net.connect(config.port, HOST);
+    socket.setNoDelay(true);
+    this.socket = socket;
+    this.input = Buffer.alloc(0);
+    socket.on('data', (data) => {
+      this.input = this.input.length ? Buffer.concat([this.input, data]) : data;
+      this.read();
+    });
+    socket.on('error', (error) => this.exchange && this.exchange.reject(error));
+    socket.on('close', () => {
+      if (this.socket === socket) this.socket = null;
+      const exchange = this.exchange;
+      if (exchange && exchange.mode === 'close') {
+        this.exchange = null;
+        exchange.resolve(exchange.result());
+      } else if (exchange && running) {
+        exchange.reject(new Error('the server closed the connection mid-response'));
+      }
+    });
+  }
+
+  send(path, body, onData) {
+    return new Promise((resolve, reject) => {
+      if (this.socket === null) this.connect();
+      const pieces = [];
+      const exchange = {
+        status: 0,
+        mode: null, // 'length', 'chunked' or 'close'
+        remaining: 0,
+        keepAlive: true,
+        onData: onData || ((piece) => pieces.push(piece)),
+        result: () => ({ status: exchange.status, body: Buffer.concat(pieces).toString() }),
+        resolve,
+        reject: (error) => reject(new Error(`POST ${path}: ${error.message}`)),
+      };
+      this.exchange = exchange;
+      this.socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: ${HOST}:${config.port}\r\nContent-Type: text/plain\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    });
+  }
+
+  request(path, body) {
+    return this.send(path, body, null);
+  }
+
+  stream(path, onData) {
+    return this.send(path, '', onData);
+  }
+
+  read() {
+    const exchange = this.exchange;
+    if (!exchange) return;
+    if (exchange.mode === null) {
+      const end = this.input.indexOf(CRLF2);
+      if (end < 0) return;
+      const head = this.input.toString('latin1', 0, end).toLowerCase();
+      this.input = this.input.subarray(end + 4);
+      exchange.status = Number(head.slice(9, 12));
+      exchange.keepAlive = !/\r\nconnection: *close/.test(head);
+      const length = /\r\ncontent-length: *(\d+)/.exec(head);
+      if (length) {
+        exchange.mode = 'length';
+        exchange.remaining = Number(length[1]);
+      } else if (/\r\ntransfer-encoding: *chunked/.test(head)) {
+        exchange.mode = 'chunked';
+      } else if (exchange.status === 204 || exchange.status === 304) {
+        exchange.mode = 'length';
+      } else {
+        exchange.mode = 'close';
+        exchange.keepAlive = false;
+      }
+    }
+    if (exchange.mode === 'length') {
+      const piece = this.input.subarray(0, exchange.remaining);
+      this.input = this.input.subarray(piece.length);
+      exchange.remaining -= piece.length;
+      if (piece.length) exchange.onData(piece);
+      if (exchange.remaining === 0) this.finish();
+    } else if (exchange.mode === 'chunked') {
+      for (;;) {
+        if (exchange.remaining > 0) {
+          const piece = this.input.subarray(0, exchange.remaining);
+          this.input = this.input.subarray(piece.length);
+          exchange.remaining -= piece.length;
+          if (piece.length) exchange.onData(piece);
+          if (exchange.remaining > 0) return;
+        }
+        const line = this.input.indexOf('\r\n');
+        if (line < 0) return;
+        if (line === 0) {
+          this.input = this.input.subarray(2); // the CRLF after a chunk's data
+          continue;
+        }
+        const size = parseInt(this.input.toString('latin1', 0, line), 16);
+        if (size === 0) {
+          if (this.input.length < line + 4) return;
+          this.input = this.input.subarray(line + 4);
+          this.finish();
+          return;
+        }
+        this.input = this.input.subarray(line + 2);
+        exchange.remaining = size;
+      }
+    } else {
+      const piece = this.input;
+      this.input = Buffer.alloc(0);
+      if (piece.length) exchange.onData(piece);
+    }
+  }
+
+  finish() {
+    const exchange = this.exchange;
+    this.exchange = null;
+    if (!exchange.keepAlive) {
+      const socket = this.socket;
+      this.socket = null;
+      if (socket) socket.destroy();
+    }
+    exchange.resolve(exchange.result());
+  }
 }
 
 // -- scenarios -----------------------------------------------------------------------------
@@ -155,7 +268,11 @@ async function echo() {
     socket.on('message', (data) => {
       const count = countFrame(data);
       received += count;
+      // Replies to the frames of one read leave in one write, not a system call each: this
+      // halves the load generator's CPU per message.
+      socket._socket.cork();
       for (let i = 0; i < count; i++) socket.send(message);
+      process.nextTick(() => socket._socket.uncork());
     });
     for (let i = 0; i < config.inflight; i++) socket.send(message);
   }
@@ -239,14 +356,15 @@ async function setup() {
 async function polling() {
   let trips = 0;
   async function client() {
+    const connection = new HttpConnection();
     const base = `${config.path}/000/${sessionId()}`;
-    const opened = await post(`${base}/xhr`, '');
+    const opened = await connection.request(`${base}/xhr`, '');
     if (opened.body !== 'o\n') fail(`xhr open answered ${opened.status} ${opened.body.slice(0, 80)}`);
     while (running) {
-      const sent = await post(`${base}/xhr_send`, SOCKJS_PAYLOAD);
+      const sent = await connection.request(`${base}/xhr_send`, SOCKJS_PAYLOAD);
       if (sent.status !== 204 && sent.status !== 200) fail(`xhr_send answered ${sent.status}`);
-      let polled = await post(`${base}/xhr`, '');
-      while (polled.body === 'h\n') polled = await post(`${base}/xhr`, '');
+      let polled = await connection.request(`${base}/xhr`, '');
+      while (polled.body === 'h\n') polled = await connection.request(`${base}/xhr`, '');
       if (polled.body[0] !== 'a') fail(`xhr answered ${polled.status} ${polled.body.slice(0, 80)}`);
       trips += 1;
     }
@@ -265,49 +383,55 @@ async function streaming() {
   let received = 0;
   function receiver() {
     const base = `${config.path}/000/${sessionId()}`;
+    const asker = new HttpConnection();
+    const listener = new HttpConnection();
     let owed = 0;
     let asking = false;
     function ask() {
       if (asking || !running || owed > config.batch) return;
       asking = true;
       owed += config.batch;
-      post(`${base}/xhr_send`, JSON.stringify([String(config.batch)])).then((answer) => {
+      asker.request(`${base}/xhr_send`, JSON.stringify([String(config.batch)])).then((answer) => {
         if (answer.status !== 204 && answer.status !== 200) fail(`xhr_send answered ${answer.status}`);
         asking = false;
         ask();
       }, fail);
     }
-    function open() {
-      let rest = '';
-      const path = `${base}/xhr_streaming`;
-      // With a length, as browsers send it: a chunked empty body may still be unread when the
-      // server closes at its response limit, and the kernel would then reset the connection.
-      const headers = { 'Content-Length': '0' };
-      const request = http.request({ host: HOST, port: config.port, method: 'POST', path, agent: streamingAgent, headers });
-      request.on('error', (error) => running && fail(`xhr_streaming: ${error.message}`));
-      request.on('response', (response) => {
-        response.on('data', (chunk) => {
-          const lines = (rest + chunk.toString()).split('\n');
-          rest = lines.pop();
-          for (const line of lines) {
-            if (line[0] === 'a') {
-              const count = messagesIn(line);
-              received += count;
-              owed -= count;
-            } else if (line === 'o') {
-              ask();
-            } else if (line[0] !== 'h') {
-              fail(`xhr_streaming sent ${line.slice(0, 80)}`);
-            }
-          }
-          ask();
-        });
-        response.on('end', () => running && open());
-        response.on('error', (error) => running && fail(String(error)));
-      });
-      request.end();
+    // Lines may be cut anywhere: the first byte and the length of the current line are carried
+    // from one piece to the next.
+    let first = -1;
+    let length = 0;
+    function onData(piece) {
+      let start = 0;
+      while (start < piece.length) {
+        const end = piece.indexOf(10, start); // '\n'
+        const stop = end < 0 ? piece.length : end;
+        if (first < 0 && stop > start) first = piece[start];
+        length += stop - start;
+        if (end < 0) break;
+        if (first === 0x61) {
+          const count = (length - 2) / 35; // 'a'
+          if (!Number.isInteger(count)) fail(`xhr_streaming: not a frame of 32-character messages`);
+          received += count;
+          owed -= count;
+        } else if (first === 0x6f) {
+          ask(); // 'o'
+        } else if (first !== 0x68) {
+          fail(`xhr_streaming sent a line starting with ${String.fromCharCode(first)}`); // not 'h'
+        }
+        first = -1;
+        length = 0;
+        start = end + 1;
+      }
+      ask();
     }
-    open();
+    async function listen() {
+      while (running) {
+        const answer = await listener.stream(`${base}/xhr_streaming`, onData);
+        if (answer.status !== 200) fail(`xhr_streaming answered ${answer.status}`);
+      }
+    }
+    listen().catch((error) => running && fail(String(error)));
   }
   for (let i = 0; i < config.receivers; i++) receiver();
   const result = await measure(() => received);

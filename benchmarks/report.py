@@ -126,13 +126,14 @@ def problems(cells: dict[tuple[str, str, str], Cell]) -> list[str]:
 
 def plot(
     cells: dict[tuple[str, str, str], Cell],
-    figures: Sequence[Figure],
+    panels: Sequence[tuple[str, Sequence[Figure]]],
     servers: Sequence[Server],
     reference: Server,
     path: Path,
     title: str,
 ) -> None:
-    """Grouped horizontal bars: each server's median ratio per figure, the range as error bars."""
+    """A panel per (title, figures): grouped horizontal bars, each server's median ratio per
+    figure, the range over the rounds as error bars, the reference as the line at 1."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,28 +141,64 @@ def plot(
 
     compared = [s for s in servers if s is not reference]
     height = 0.8 / max(1, len(compared))
-    fig, axes = plt.subplots(figsize=(10, 0.75 * len(figures) + 1.5))
-    for offset, server in enumerate(compared):
-        ys, xs, low, high = [], [], [], []
-        for row, figure in enumerate(figures):
-            cell = cells[(figure.scenario, figure.metric, server.name)]
-            if cell.ratio is None:
-                continue
-            ys.append(row + offset * height)
-            xs.append(cell.ratio)
-            low.append(cell.ratio - min(cell.ratios))
-            high.append(max(cell.ratios) - cell.ratio)
-        axes.barh(ys, xs, height=height, xerr=[low, high], label=server.name, capsize=2)
-    axes.axvline(1.0, color="black", linewidth=1)
-    axes.set_yticks([row + height * (len(compared) - 1) / 2 for row in range(len(figures))])
-    axes.set_yticklabels(
-        [f.label.split(":")[0] + ("" if f.higher_is_better else " (lower is better)") for f in figures]
+    rows = sum(len(figures) for _, figures in panels)
+    fig, all_axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(10, 0.6 * rows + 1.5 * len(panels)),
+        height_ratios=[len(figures) for _, figures in panels],
+        squeeze=False,
     )
-    axes.invert_yaxis()
-    axes.set_xlabel(f"ratio to {reference.name} in the same run (1.0 = the reference)")
-    axes.set_title(title)
-    axes.legend(loc="lower right")
+    for axes, (panel_title, figures) in zip(all_axes[:, 0], panels, strict=True):
+        for offset, server in enumerate(compared):
+            ys, xs, low, high = [], [], [], []
+            for row, figure in enumerate(figures):
+                cell = cells[(figure.scenario, figure.metric, server.name)]
+                if cell.ratio is None:
+                    continue
+                ys.append(row + offset * height)
+                xs.append(cell.ratio)
+                low.append(cell.ratio - min(cell.ratios))
+                high.append(max(cell.ratios) - cell.ratio)
+            axes.barh(ys, xs, height=height, xerr=[low, high], label=server.name, capsize=2)
+        axes.axvline(1.0, color="black", linewidth=1)
+        axes.set_yticks([row + height * (len(compared) - 1) / 2 for row in range(len(figures))])
+        axes.set_yticklabels(
+            [f.label.split(":")[0] + ("" if f.higher_is_better else " (lower is better)") for f in figures]
+        )
+        axes.invert_yaxis()
+        axes.set_title(panel_title, fontsize=10)
+        axes.legend(loc="lower right", fontsize=8)
+    all_axes[-1, 0].set_xlabel(f"ratio to {reference.name} in the same round (1.0 = the reference)")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def markdown(
+    cells: dict[tuple[str, str, str], Cell],
+    panels: Sequence[tuple[str, Sequence[Figure]]],
+    servers: Sequence[Server],
+    reference: Server,
+    info: dict[str, Any],
+) -> str:
+    """The results as Markdown: the tables, the machine and the versions of one run."""
+    parts: list[str] = []
+    for title, figures in panels:
+        parts += [f"{title}:", "", table(cells, figures, servers, reference), ""]
+    trouble = problems(cells)
+    if trouble:
+        parts += ["Missing figures:", "", *(f"- {line}" for line in trouble), ""]
+    m = info["machine"]
+    load = ", ".join(f"{x:.1f}" for x in m["load_average"])
+    load_after = ", ".join(f"{x:.1f}" for x in m["load_average_after"])
+    parts += [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
+        f"load average {load} before the run and {load_after} after it; "
+        f"{info['rounds']} rounds, {info['seconds']:.0f} s.",
+        "",
+        "Versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()) + ".",
+    ]
+    return "\n".join(parts)
