@@ -1,0 +1,68 @@
+"""The benchmark harness's arithmetic: ratios within a round, refusals, the table.
+
+The harness itself runs in the default ``nox`` run (``bench-smoke``); these check, without
+servers, that a refused or failed run never becomes a figure and that ratios pair runs of the
+same round.
+"""
+
+from __future__ import annotations
+
+from benchmarks.harness import Outcome
+from benchmarks.report import summarise, table
+from benchmarks.scenarios import Figure, Run, Snapshot, rate, share
+from benchmarks.servers import REFERENCE, SERVERS
+
+OURS = next(s for s in SERVERS if s.name == "sockjs-asgi")
+FIGURE = Figure("ws-echo", "rate", "ws-echo", "msg/s")
+
+
+def outcome(server: str, round_: int, value: float | None, *, refused: str | None = None) -> Outcome:
+    return Outcome(server, "ws-echo", round_, metrics={} if value is None else {"rate": value}, refused=refused)
+
+
+def test_ratios_pair_the_runs_of_a_round() -> None:
+    outcomes = [
+        outcome(REFERENCE.name, 0, 100.0),
+        outcome(OURS.name, 0, 50.0),
+        outcome(REFERENCE.name, 1, 200.0),
+        outcome(OURS.name, 1, 200.0),
+        outcome(REFERENCE.name, 2, 100.0),
+        outcome(OURS.name, 2, 80.0),
+    ]
+    cell = summarise(outcomes, [FIGURE], [REFERENCE, OURS], REFERENCE)[("ws-echo", "rate", OURS.name)]
+    assert cell.ratios == (0.5, 1.0, 0.8)
+    assert cell.ratio == 0.8
+    assert cell.value == 80.0
+    assert cell.problems == ()
+
+
+def test_a_refused_run_is_no_figure_and_says_why() -> None:
+    outcomes = [
+        outcome(REFERENCE.name, 0, 100.0),
+        outcome(OURS.name, 0, 50.0, refused="the load generator used 97% of its core"),
+        outcome(REFERENCE.name, 1, 100.0, refused="the load generator used 95% of its core"),
+        outcome(OURS.name, 1, 70.0),
+    ]
+    cells = summarise(outcomes, [FIGURE], [REFERENCE, OURS], REFERENCE)
+    ours = cells[("ws-echo", "rate", OURS.name)]
+    assert ours.ratios == ()
+    assert ours.values == (70.0,)
+    assert any("97%" in problem for problem in ours.problems)
+    assert any("no reference figure" in problem for problem in ours.problems)
+    assert "70.0 msg/s (no ratio)" in table(cells, [FIGURE], [REFERENCE, OURS], REFERENCE)
+
+
+def test_a_failed_run_leaves_the_cell_empty() -> None:
+    failed = Outcome(OURS.name, "ws-echo", 0, error="the server exited with 1 before listening")
+    cells = summarise([outcome(REFERENCE.name, 0, 100.0), failed], [FIGURE], [REFERENCE, OURS], REFERENCE)
+    assert cells[("ws-echo", "rate", OURS.name)].ratio is None
+    assert "no figure" in table(cells, [FIGURE], [REFERENCE, OURS], REFERENCE)
+
+
+def test_rate_and_cpu_share_over_the_window() -> None:
+    marks = {"start": Snapshot(10.0, 1.0, 1.5, 0.0), "end": Snapshot(12.0, 2.0, 3.5, 0.0)}
+    run = Run({"count": 1000, "seconds": 2.0}, marks, {})
+    assert share(marks, "cpu_seconds") == 0.5
+    assert share(marks, "busy_seconds") == 1.0
+    assert rate(run) == {"rate": 500.0, "rate_per_cpu": 1000.0}
+    assert share({}, "cpu_seconds") is None
