@@ -14,20 +14,26 @@
 from __future__ import annotations
 
 from ._app import Handler, SockJSApp, lifespan
+from ._broker import Broker, BrokerLink, MemoryBroker
 from ._connection import Connection
 from ._metrics import Metrics, MetricsEndpoint
+from ._redis import RedisBroker
 from ._router import SockJSRouter
 from .protocol.errors import ConnectionClosed, LocalProtocolError, RemoteProtocolError, SockJSError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Broker",
+    "BrokerLink",
     "Connection",
     "ConnectionClosed",
     "Handler",
     "LocalProtocolError",
+    "MemoryBroker",
     "Metrics",
     "MetricsEndpoint",
+    "RedisBroker",
     "RemoteProtocolError",
     "SockJSApp",
     "SockJSError",

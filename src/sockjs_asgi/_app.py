@@ -28,6 +28,7 @@ from anyio.abc import TaskGroup
 from starlette.requests import HTTPConnection
 
 from . import _http, _websocket
+from ._broker import BroadcastRelay, Broker, MemoryBroker
 from ._connection import Connection
 from ._hub import Hub
 from ._metrics import Metrics
@@ -105,6 +106,9 @@ class SockJSApp:
       (raw included).  Past it a new session is refused with the close frame
       ``c[1013,"Too many sessions"]`` (which sockjs-client reports to ``onclose``), a raw
       websocket is accepted and closed with 1013; no handler runs.
+    * ``broker`` (a :class:`MemoryBroker` of its own): carries :meth:`broadcast` to the other
+      processes of the service; :class:`RedisBroker` does it through Redis.  The broker is
+      connected while :meth:`run` is active (the ASGI lifespan).
 
     A misspelt option is a ``TypeError`` (and a type checker's error); a bad value raises
     ``TypeError`` or ``ValueError`` naming the option.
@@ -129,9 +133,12 @@ class SockJSApp:
         cookie_secure: bool | None = None,
         cookie_samesite: Literal["lax", "strict", "none"] | None = "lax",
         max_sessions: int | None = None,
+        broker: Broker | None = None,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be an async callable, got {handler!r}")
+        if broker is not None and not isinstance(broker, Broker):
+            raise TypeError(f"broker must be a sockjs_asgi.Broker, got {broker!r}")
         self.handler = handler
         #: The validated options.
         self.options = Options(
@@ -156,6 +163,9 @@ class SockJSApp:
         self.hub = Hub()
         #: Counters: see :class:`Metrics`.
         self.metrics = Metrics()
+        #: Carries broadcasts to the service's other processes.
+        self.broker: Broker = broker if broker is not None else MemoryBroker()
+        self._relay = BroadcastRelay(self.broker, self.hub, self.metrics)
         self._task_group: TaskGroup | None = None
         self._links: set[Channel | _websocket.RawLink] = set()
         # Created in the event loop that waits on it: an app may outlive one loop (tests run the
@@ -193,11 +203,22 @@ class SockJSApp:
 
         The frame is encoded once.  Nothing waits for any receiver: each message is queued, so a
         slow client never delays the others (one that stopped reading long ago is closed with
-        1013 instead of buffering without bound).  Returns how many connections it was queued
-        for; ``exclude`` (say, the sender) is skipped.
+        1013 instead of buffering without bound).  Returns how many connections *of this
+        process* it was queued for; ``exclude`` (say, the sender) is skipped.
+
+        Without ``to``, the broadcast also goes through the :class:`Broker` to the service's
+        other processes, which deliver it to their own connections (or their own members of
+        ``room``).  Publishing never waits and never raises; see the broker for its guarantees.
+        ``to`` names connections of this process only.
         """
         if room is not None and to is not None:
             raise TypeError("broadcast() takes room or to, not both")
+        if not isinstance(message, str):
+            raise TypeError(f"messages are str, got {type(message).__name__}")
+        if room is not None and not isinstance(room, str):
+            raise TypeError(f"rooms are named by str, got {room!r}")
+        if to is None:
+            self._relay.publish(message, room)
         targets = self.hub.room(room) if room is not None else self.hub.connections if to is None else to
         return self.hub.broadcast(message, targets, exclude)
 
@@ -219,8 +240,9 @@ class SockJSApp:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
                 try:
-                    with on_termination(self.close_all):
-                        yield
+                    async with self._relay.connected():
+                        with on_termination(self.close_all):
+                            yield
                 finally:
                     self._task_group = None
                     with anyio.CancelScope(shield=True):

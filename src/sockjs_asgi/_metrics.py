@@ -23,6 +23,11 @@ _HELP = {
     "messages_out_total": ("counter", "Messages queued for clients."),
     "bytes_in_total": ("counter", "UTF-8 bytes of messages received from clients."),
     "bytes_out_total": ("counter", "UTF-8 bytes of messages queued for clients."),
+    "broker_connected": ("gauge", "1 while the broker reaches the other processes, else 0."),
+    "broker_published_total": ("counter", "Broadcasts handed to the broker for the other processes."),
+    "broker_dropped_total": ("counter", "Broadcasts the broker could not send to the other processes."),
+    "broker_received_total": ("counter", "Publications received from the broker."),
+    "broker_reconnects_total": ("counter", "Times the broker connection was lost."),
 }
 
 # The exposition format's grammar for metric and label names; names starting with "__" are
@@ -84,6 +89,12 @@ class Metrics:
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
+        #: Set by the broker (see ``sockjs_asgi.Broker``): whether other processes are reached.
+        self.broker_connected = 0
+        self.broker_published = 0
+        self.broker_dropped = 0
+        self.broker_received = 0
+        self.broker_reconnects = 0
         self.sessions_by_transport: Counter[str] = Counter()
         self.open_by_transport: Counter[str] = Counter()
 
@@ -106,6 +117,11 @@ class Metrics:
             "messages_out_total": self.messages_out,
             "bytes_in_total": self.bytes_in,
             "bytes_out_total": self.bytes_out,
+            "broker_connected": self.broker_connected,
+            "broker_published_total": self.broker_published,
+            "broker_dropped_total": self.broker_dropped,
+            "broker_received_total": self.broker_received,
+            "broker_reconnects_total": self.broker_reconnects,
         }
         for transport, count in sorted(self.sessions_by_transport.items()):
             values[f'sessions_total{{transport="{transport}"}}'] = count

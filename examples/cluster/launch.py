@@ -1,0 +1,255 @@
+"""Start and stop the cluster example: redis-server, N uvicorn processes and haproxy, on
+127.0.0.1, each with its output in a private directory.
+
+Used by ``python -m examples.cluster`` (``nox -s cluster``) and by the integration tests, which
+also kill and restart its parts.  Needs Debian's ``redis-server`` and ``haproxy`` on the PATH.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A free 127.0.0.1 port, for programs that must bind it themselves (haproxy, Redis).
+
+    Another program may take it before they do; nothing else runs here that would.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    # In the child before exec: the kernel kills it if the launcher dies without cleaning up.
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _wait(what: str, check: object, process: subprocess.Popen[bytes], log: Path) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not check():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready in {START_TIMEOUT} s:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)  # another process: nothing to wait on but its port
+
+
+def _http_ok(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            return sock.recv(64).startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+    except OSError:
+        return False
+
+
+@dataclass
+class Process:
+    """One program of the cluster, restartable under the same name, port and log."""
+
+    name: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _spawn(self, command: list[str], env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=pass_fds,
+                start_new_session=True,  # Ctrl-C reaches the launcher only, which stops us in order
+                preexec_fn=_die_with_parent,
+            )
+
+    def send_signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Send ``signum`` and wait for the exit (SIGKILL after ``timeout``); the exit status."""
+        if self.process is None:
+            return None
+        self.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout)
+
+
+@dataclass
+class Redis(Process):
+    """redis-server without persistence: pub/sub needs none."""
+
+    def start(self) -> None:
+        self._spawn(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.log.parent),
+            ]
+        )
+        assert self.process is not None
+        _wait("redis-server", self._pong, self.process, self.log)
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@dataclass
+class Backend(Process):
+    """One single-worker uvicorn serving ``examples.cluster.app:app``; it adopts a socket bound
+    here, so a request made while it starts waits in the backlog instead of failing."""
+
+    redis_url: str = ""
+    app: str = "examples.cluster.app:app"
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(1024)
+        env = {
+            **os.environ,
+            "BACKEND_NAME": self.name,
+            "REDIS_URL": self.redis_url,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        command = [sys.executable, "-m", "uvicorn", self.app, "--fd", str(listener.fileno())]
+        command += ["--lifespan", "on", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+        try:
+            self._spawn(command, env, pass_fds=(listener.fileno(),))
+        finally:
+            listener.close()
+        assert self.process is not None
+        _wait(f"backend {self.name}", lambda: _http_ok(self.port, "/health"), self.process, self.log)
+
+
+def haproxy_config(port: int, backends: list[Backend], *, check_interval: str = "2s") -> str:
+    """haproxy in front of ``backends``: see docs/deployment.md for every line."""
+    servers = "\n".join(f"    server {backend.name} 127.0.0.1:{backend.port}" for backend in backends)
+    return f"""\
+global
+    maxconn 4096
+
+defaults
+    mode http
+    option redispatch
+    retries 2
+    timeout connect 2s
+    timeout client 65s
+    timeout server 65s
+    timeout tunnel 1h
+    timeout http-request 10s
+    timeout queue 5s
+
+frontend sockjs
+    bind 127.0.0.1:{port}
+    default_backend sockjs
+
+backend sockjs
+    balance uri depth 2
+    hash-type consistent
+    option httpchk GET /health
+    http-check expect status 200
+    default-server check inter {check_interval} fall 2 rise 2
+{servers}
+"""
+
+
+@dataclass
+class Haproxy(Process):
+    config: Path = field(default_factory=Path)
+
+    def start(self) -> None:
+        self._spawn(["haproxy", "-db", "-f", str(self.config)])
+        assert self.process is not None
+        _wait("haproxy", lambda: _http_ok(self.port, "/echo/info"), self.process, self.log)
+
+
+@dataclass
+class Cluster:
+    """Everything the example runs; ``url`` is haproxy's."""
+
+    redis: Redis
+    backends: list[Backend]
+    haproxy: Haproxy
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.haproxy.port}"
+
+    def stop(self) -> None:
+        """Stop in the order that lets clients see it: backends (close frames through the
+        balancer), then haproxy, then Redis."""
+        for backend in self.backends:
+            backend.send_signal(signal.SIGTERM)
+        for part in [*self.backends, self.haproxy, self.redis]:
+            part.stop()
+
+
+@contextlib.contextmanager
+def running_cluster(workdir: Path, size: int = 3, *, check_interval: str = "2s") -> Iterator[Cluster]:
+    """Start the cluster with ``size`` backends, logs and configuration in ``workdir``; stop it
+    on the way out, whatever happened."""
+    redis = Redis("redis", free_port(), workdir / "redis.log")
+    backends = [
+        Backend(f"s{index}", free_port(), workdir / f"s{index}.log", redis_url=redis.url)
+        for index in range(1, size + 1)
+    ]
+    config = workdir / "haproxy.cfg"
+    haproxy = Haproxy("haproxy", free_port(), workdir / "haproxy.log", config=config)
+    config.write_text(haproxy_config(haproxy.port, backends, check_interval=check_interval))
+    cluster = Cluster(redis, backends, haproxy)
+    try:
+        redis.start()
+        for backend in backends:
+            backend.start()
+        haproxy.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,231 @@
+"""Brokers: how the processes serving one service reach each other.
+
+A :class:`SockJSApp` holds the connections of its own process.  ``app.broadcast()`` delivers to
+them directly and, when the service runs on several processes, also *publishes* the broadcast
+through a broker; every other process gets it and delivers it to its own connections (rooms
+are local membership: each process looks up the members it holds).  The sender skips its own
+publications, so every matching connection gets a broadcast once.
+
+The interface is deliberately small and byte-oriented, so that other kinds of traffic between
+processes can travel on new topics later without changing it:
+
+* :meth:`Broker.connect` is entered by :meth:`SockJSApp.run` for the lifetime of the service.
+  It subscribes to a fixed set of topics and calls ``deliver(topic, payload)`` for every payload
+  published on them by any *other* service instance, in the order each publisher published.
+* :meth:`BrokerLink.publish` queues a payload and returns at once.  It never waits for the
+  broker and never raises: a payload that cannot be sent (the broker is unreachable, or too
+  much is queued) is dropped and counted in :class:`~sockjs_asgi.Metrics`.
+
+``deliver`` runs in the event loop and must not block: it only queues work.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+    from ._metrics import Metrics
+
+__all__ = [
+    "BROADCAST",
+    "BroadcastRelay",
+    "Broker",
+    "BrokerLink",
+    "Deliver",
+    "MemoryBroker",
+    "decode_broadcast",
+    "encode_broadcast",
+]
+
+logger = logging.getLogger("sockjs_asgi.broker")
+
+#: Called with ``(topic, payload)`` for each payload another instance published.
+Deliver = Callable[[str, bytes], None]
+
+#: The topic that carries broadcasts.
+BROADCAST = "broadcast"
+
+
+class BrokerLink(ABC):
+    """One service instance's connection to a broker, while :meth:`Broker.connect` is active."""
+
+    @property
+    @abstractmethod
+    def is_connected(self) -> bool:
+        """Whether publications currently reach the other instances."""
+
+    @property
+    def has_peers(self) -> bool:
+        """Whether a publication may reach anyone at all (``False`` spares the encoding)."""
+        return True
+
+    @abstractmethod
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Queue ``payload`` for every other instance subscribed to ``topic``.
+
+        Returns at once; never raises.  Payloads of one link arrive in the order published.
+        """
+
+
+class Broker(ABC):
+    """Carries publications between the instances (processes) of one service.
+
+    Give each service its own broker (or, for :class:`RedisBroker`, its own channel): every
+    instance connected to a broker is taken to be the same service.
+    """
+
+    @abstractmethod
+    def connect(
+        self, topics: Collection[str], deliver: Deliver, metrics: Metrics
+    ) -> AbstractAsyncContextManager[BrokerLink]:
+        """Subscribe to ``topics`` for the duration of the block; see the module docstring."""
+
+
+class MemoryBroker(Broker):
+    """Within one process: the service instances connected to *this* broker object reach
+    each other.
+
+    Every :class:`SockJSApp` gets one of its own unless given a broker, so broadcasting stays
+    in the process and costs nothing extra.  Give one ``MemoryBroker`` to several apps and they
+    behave as the processes of one service would with :class:`RedisBroker` (tests use this).
+    """
+
+    def __init__(self) -> None:
+        self._links: list[_MemoryLink] = []
+
+    @asynccontextmanager
+    async def connect(self, topics: Collection[str], deliver: Deliver, metrics: Metrics) -> AsyncIterator[BrokerLink]:
+        link = _MemoryLink(self, frozenset(topics), deliver, metrics)
+        self._links.append(link)
+        metrics.broker_connected = 1
+        try:
+            yield link
+        finally:
+            self._links.remove(link)
+            metrics.broker_connected = 0
+
+
+class _MemoryLink(BrokerLink):
+    def __init__(self, broker: MemoryBroker, topics: frozenset[str], deliver: Deliver, metrics: Metrics) -> None:
+        self._broker = broker
+        self.topics = topics
+        self.deliver = deliver
+        self._metrics = metrics
+
+    @property
+    def is_connected(self) -> bool:
+        return self in self._broker._links
+
+    @property
+    def has_peers(self) -> bool:
+        return len(self._broker._links) > 1
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._metrics.broker_published += 1
+        for other in list(self._broker._links):
+            if other is not self and topic in other.topics:
+                other._metrics.broker_received += 1
+                try:
+                    other.deliver(topic, payload)
+                except Exception:  # one instance's fault must not reach another's handler
+                    logger.exception("delivering a publication on %r failed", topic)
+
+
+# -- broadcasts over a broker --------------------------------------------------------------
+
+
+class BroadcastRelay:
+    """Publishes a service's broadcasts and delivers the other instances' ones.
+
+    A publication is ``b1|<origin>|<room length or ->|<room><message>`` in UTF-8 (lone
+    surrogates kept): the version tag lets a later format coexist during a rolling upgrade, and
+    the origin lets an instance skip its own publications, which it has already delivered.
+    """
+
+    def __init__(self, broker: Broker, hub: Hub, metrics: Metrics) -> None:
+        self.broker = broker
+        self._hub = hub
+        self._metrics = metrics
+        self._link: BrokerLink | None = None
+        self._origin = ""
+        self._own_prefix = b""
+        self._warned_detached = False
+
+    @property
+    def link(self) -> BrokerLink | None:
+        """The broker connection while the service runs."""
+        return self._link
+
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        # A new origin for every run: a process restarted under the same app object is a new
+        # instance.
+        self._origin = secrets.token_hex(8)
+        self._own_prefix = f"b1|{self._origin}|".encode()
+        async with self.broker.connect((BROADCAST,), self._deliver, self._metrics) as link:
+            self._link = link
+            try:
+                yield
+            finally:
+                self._link = None
+
+    def publish(self, message: str, room: str | None) -> None:
+        """Send a broadcast to the other instances; never raises."""
+        link = self._link
+        if link is None:
+            if not self._warned_detached and not isinstance(self.broker, MemoryBroker):
+                self._warned_detached = True
+                logger.warning(
+                    "broadcast() outside SockJSApp.run(): the broker is not connected, so other "
+                    "processes are not reached (does the server run the ASGI lifespan?)"
+                )
+            return
+        if not link.has_peers:
+            return
+        try:
+            payload = encode_broadcast(self._origin, room, message)
+        except Exception:  # never into the handler (a room that is not a str, say)
+            logger.exception("could not encode a broadcast for the broker")
+            self._metrics.broker_dropped += 1
+            return
+        link.publish(BROADCAST, payload)
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        if payload.startswith(self._own_prefix):
+            return  # ours: delivered locally when it was sent
+        decoded = decode_broadcast(payload)
+        if decoded is None:
+            logger.debug("ignored a publication on %r in an unknown format", topic)
+            return
+        room, message = decoded
+        hub = self._hub
+        hub.broadcast(message, hub.room(room) if room is not None else hub.connections, None)
+
+
+def encode_broadcast(origin: str, room: str | None, message: str) -> bytes:
+    """A broadcast publication (see :class:`BroadcastRelay`)."""
+    head = "b1|" + origin + ("|-|" if room is None else f"|{len(room)}|{room}")
+    return (head + message).encode("utf-8", "surrogatepass")
+
+
+def decode_broadcast(payload: bytes) -> tuple[str | None, str] | None:
+    """``(room, message)`` from a broadcast publication, or ``None`` if it is not one."""
+    try:
+        text = payload.decode("utf-8", "surrogatepass")
+        version, _origin, length, rest = text.split("|", 3)
+        if version != "b1":
+            return None
+        if length == "-":
+            return None, rest
+        size = int(length)
+        if not 0 <= size <= len(rest):
+            return None
+        return rest[:size], rest[size:]
+    except ValueError:  # UnicodeDecodeError is one
+        return None
