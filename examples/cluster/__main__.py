@@ -19,7 +19,10 @@ def main() -> None:
     # SIGTERM (nox passes it on) stops as cleanly as Ctrl-C.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with tempfile.TemporaryDirectory(prefix="sockjs-cluster-") as workdir, running_cluster(Path(workdir), size) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="sockjs-cluster-") as workdir,
+        running_cluster(Path(workdir), size) as cluster,
+    ):
         print(f"haproxy:   {cluster.url}/echo and {cluster.url}/broadcast (SockJS services)")
         for backend in cluster.backends:
             print(f"backend {backend.name}: http://127.0.0.1:{backend.port}/health")

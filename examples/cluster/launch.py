@@ -175,9 +175,13 @@ def haproxy_config(port: int, backends: list[Backend], *, check_interval: str = 
     return f"""\
 global
     maxconn 4096
+    log stdout format raw local0
+
 
 defaults
     mode http
+    log global
+    option httplog
     option redispatch
     retries 2
     timeout connect 2s
@@ -188,6 +192,7 @@ defaults
     timeout queue 5s
 
 frontend sockjs
+    maxconn 4000
     bind 127.0.0.1:{port}
     default_backend sockjs
 

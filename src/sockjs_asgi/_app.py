@@ -237,12 +237,12 @@ class SockJSApp:
             raise RuntimeError("SockJSApp.run() is already active")
         self._closing_all = False
         try:
-            async with anyio.create_task_group() as task_group:
+            # The broker outlives the sessions' tasks, so that handlers may broadcast as they end.
+            async with self._relay.connected(), anyio.create_task_group() as task_group:
                 self._task_group = task_group
                 try:
-                    async with self._relay.connected():
-                        with on_termination(self.close_all):
-                            yield
+                    with on_termination(self.close_all):
+                        yield
                 finally:
                     self._task_group = None
                     with anyio.CancelScope(shield=True):

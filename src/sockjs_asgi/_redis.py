@@ -157,7 +157,7 @@ class RedisBroker(Broker):
             self._in_use = False
             metrics.broker_connected = 0
             with anyio.CancelScope(shield=True), suppress(Exception):
-                await client.aclose()
+                await client.aclose()  # type: ignore[no-untyped-call]
 
 
 class _RedisLink(BrokerLink):
@@ -193,7 +193,9 @@ class _RedisLink(BrokerLink):
         self._metrics.broker_dropped += count
         if not self._dropping_logged:
             self._dropping_logged = True
-            logger.warning("%r: broadcasts reach this process only (%s); counting them in broker_dropped_total", self._broker, why)
+            logger.warning(
+                "%r: broadcasts reach this process only (%s); counting them in broker_dropped_total", self._broker, why
+            )
 
     # -- the two connections --------------------------------------------------------------
 

@@ -30,7 +30,7 @@ async def member(conn: Connection) -> None:
 
 
 async def receive_all(session: ClientSession, count: int) -> list[str]:
-    received = []
+    received: list[str] = []
     for _ in range(count):
         message = await session.receive()
         assert message is not None, f"closed after {received}"
@@ -39,7 +39,9 @@ async def receive_all(session: ClientSession, count: int) -> list[str]:
 
 
 @asynccontextmanager
-async def instances(count: int, broker: MemoryBroker | None = None) -> AsyncIterator[list[tuple[SockJSApp, TestClient]]]:
+async def instances(
+    count: int, broker: MemoryBroker | None = None
+) -> AsyncIterator[list[tuple[SockJSApp, TestClient]]]:
     """``count`` apps of one service on one broker, each with a client, as if on ``count`` processes."""
     shared = broker if broker is not None else MemoryBroker()
     async with AsyncExitStack() as stack:

@@ -1,0 +1,208 @@
+"""RedisBroker against a real redis-server: several apps in this process, each with a broker of
+its own on one channel, stand for the processes of a service.
+
+redis-py's asyncio client runs on asyncio only, so these tests run on asyncio, except the one
+that checks the clear refusal on trio.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from examples.cluster.launch import Redis, free_port
+
+from sockjs_asgi import Connection, RedisBroker, SockJSApp
+from sockjs_asgi.testing import ClientSession, TestClient
+
+TIMEOUT = 10.0
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None, reason="needs Debian's redis-server (.ci/run installs it)"
+    ),
+]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis-py's asyncio client; see test_refused_on_trio
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Redis]:
+    server = Redis("redis", free_port(), tmp_path / "redis.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def member(conn: Connection) -> None:
+    async for message in conn:
+        if message.startswith("join:"):
+            conn.join(message[5:])
+            await conn.send("joined")
+
+
+def broker(url: str, channel: str = "test", connect_timeout: float = 5.0) -> RedisBroker:
+    return RedisBroker(
+        url, channel=channel, reconnect_delay=0.05, max_reconnect_delay=0.2, connect_timeout=connect_timeout
+    )
+
+
+@asynccontextmanager
+async def instances(url: str, count: int) -> AsyncIterator[list[tuple[SockJSApp, TestClient]]]:
+    async with AsyncExitStack() as stack:
+        pairs = []
+        for _ in range(count):
+            app = SockJSApp(member, broker=broker(url))
+            pairs.append((app, await stack.enter_async_context(TestClient(app))))
+        yield pairs
+
+
+async def receive_all(session: ClientSession, count: int) -> list[str]:
+    received: list[str] = []
+    for _ in range(count):
+        message = await session.receive()
+        assert message is not None, f"closed after {received}"
+        received.append(message)
+    return received
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    # The broker's state has no event to wait on from outside: poll, bounded by the caller.
+    while not condition():  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+
+
+async def test_broadcasts_reach_every_process_once_in_order(redis_server: Redis) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            instances(redis_server.url, 3) as pairs,
+            pairs[0][1].connect(transport="websocket") as first,
+            pairs[1][1].connect(transport="xhr_streaming") as second,
+            pairs[2][1].connect(transport="xhr") as third,
+        ):
+            (app1, _), (app2, _), _ = pairs
+            for number in range(200):
+                await app1.broadcast(f"one {number}")
+                await app2.broadcast(f"two {number}")
+            sessions = (first, second, third)
+            for session in sessions:
+                received = await receive_all(session, 400)
+                assert [text for text in received if text.startswith("one")] == [f"one {n}" for n in range(200)]
+                assert [text for text in received if text.startswith("two")] == [f"two {n}" for n in range(200)]
+            # Nothing more: no process delivered its own publication a second time.
+            await app1.broadcast("last")
+            for session in sessions:
+                assert await session.receive() == "last"
+            assert app1.metrics.broker_published == 201 and app1.metrics.broker_dropped == 0
+
+
+async def test_rooms_across_processes(redis_server: Redis) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            instances(redis_server.url, 2) as [(app1, client1), (_app2, client2)],
+            client1.connect(transport="websocket") as lobby_here,
+            client2.connect(transport="websocket") as lobby_there,
+            client2.connect(transport="websocket") as elsewhere,
+        ):
+            for session in (lobby_here, lobby_there):
+                await session.send("join:lobby")
+                assert await session.receive() == "joined"
+            (sender,) = app1.room("lobby")
+            await app1.broadcast("lobby", room="lobby")
+            await app1.broadcast("others", room="lobby", exclude=sender)
+            await app1.broadcast("all")
+            assert await receive_all(lobby_here, 2) == ["lobby", "all"]
+            assert await receive_all(lobby_there, 3) == ["lobby", "others", "all"]
+            assert await elsewhere.receive() == "all"
+
+
+async def test_an_outage_keeps_local_delivery_and_recovers(
+    redis_server: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "sockjs_asgi")
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            instances(redis_server.url, 2) as [(app1, client1), (app2, client2)],
+            client1.connect(transport="websocket") as here,
+            client2.connect(transport="xhr_streaming") as there,
+        ):
+            await app1.broadcast("before")
+            assert await here.receive() == "before" and await there.receive() == "before"
+
+            redis_server.stop()
+            await eventually(lambda: not app1.metrics.broker_connected and not app2.metrics.broker_connected)
+            assert await app1.broadcast("during") == 1  # no exception; this process still gets it
+            assert await here.receive() == "during"
+            assert app1.metrics.broker_dropped == 1
+
+            redis_server.start()
+            await eventually(lambda: bool(app1.metrics.broker_connected and app2.metrics.broker_connected))
+            await app1.broadcast("after")
+            await app2.broadcast("after, from the other side")
+            # Two senders: each one's order is kept, not one order between them.
+            after = {"after", "after, from the other side"}
+            assert set(await receive_all(here, 2)) == after
+            assert set(await receive_all(there, 2)) == after  # and "during" never arrives late
+            assert app1.metrics.broker_reconnects == 1 and app2.metrics.broker_reconnects == 1
+    assert "no connection to Redis" in caplog.text
+    assert "1 broadcasts did not reach the other processes" in caplog.text
+
+
+async def test_redis_down_at_start(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    caplog.set_level(logging.WARNING, "sockjs_asgi")
+    port = free_port()
+    app = SockJSApp(member, broker=broker(f"redis://127.0.0.1:{port}/0", connect_timeout=0.5))
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client, client.connect(transport="websocket") as session:
+            assert not app.metrics.broker_connected
+            assert await app.broadcast("local only") == 1
+            assert await session.receive() == "local only"
+            server = Redis("redis", port, tmp_path / "redis.log")
+            server.start()  # comes up later: the broker finds it by itself
+            try:
+                await eventually(lambda: bool(app.metrics.broker_connected))
+            finally:
+                server.stop()
+    assert app.metrics.broker_dropped == 1
+    assert "no connection to Redis" in caplog.text
+
+
+async def test_one_broker_serves_one_app(redis_server: Redis) -> None:
+    shared = broker(redis_server.url)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(SockJSApp(member, broker=shared)):
+            with pytest.raises(RuntimeError, match="its own RedisBroker"):
+                async with SockJSApp(member, broker=shared).run():
+                    pass
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="redis://"):
+        RedisBroker("http://127.0.0.1:6379")
+    with pytest.raises(ValueError, match="channel"):
+        RedisBroker("redis://127.0.0.1", channel="")
+    with pytest.raises(ValueError, match="max_queued"):
+        RedisBroker("redis://127.0.0.1", max_queued=0)
+    with pytest.raises(ValueError, match="reconnect_delay"):
+        RedisBroker("redis://127.0.0.1", reconnect_delay=-1)
+    assert "secret" not in repr(RedisBroker("rediss://:secret@redis.example:6380/1"))
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_refused_on_trio() -> None:
+    """redis-py's asyncio client cannot run on trio: the app says so when it starts."""
+    app = SockJSApp(member, broker=RedisBroker("redis://127.0.0.1:6379/0"))
+    with pytest.raises(RuntimeError, match="asyncio only"):
+        async with app.run():
+            pass
