@@ -135,3 +135,14 @@ def build(session: nox.Session) -> None:
     session.install("--force-reinstall", "--no-deps", str(wheel))  # this build, whatever was there
     # -I: neither the checkout nor the current directory is importable, only the installed copy.
     session.run("python", "-I", str(ROOT / "tests" / "installed" / "check_wheel.py"))
+
+
+@nox.session
+def cluster(session: nox.Session) -> None:
+    """The cluster example: Redis, 3 uvicorn processes and haproxy on loopback ports, until Ctrl-C
+    (needs Debian's redis-server and haproxy)."""
+    install(session)
+    session.install("-e", ".[redis,server]")
+    size = session.posargs[0] if session.posargs else "3"
+    # Ctrl-C reaches the launcher too; give it time to stop the backends, haproxy and Redis.
+    session.run("python", "-m", "examples.cluster", size, interrupt_timeout=30.0)

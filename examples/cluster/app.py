@@ -36,7 +36,7 @@ async def echo(conn: Connection) -> None:
 
 async def relay(conn: Connection) -> None:
     async for message in conn:
-        await broadcast.broadcast(message)
+        await conn.app.broadcast(message)  # to every session of every process
 
 
 echo_service = SockJSApp(echo)

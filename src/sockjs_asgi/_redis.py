@@ -157,7 +157,7 @@ class RedisBroker(Broker):
             self._in_use = False
             metrics.broker_connected = 0
             with anyio.CancelScope(shield=True), suppress(Exception):
-                await client.aclose()  # type: ignore[no-untyped-call]
+                await client.aclose()
 
 
 class _RedisLink(BrokerLink):
@@ -236,7 +236,7 @@ class _RedisLink(BrokerLink):
                 self._went_down(exc)
             finally:
                 with anyio.CancelScope(shield=True), suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                     # Publishing connections made before the outage are stale: drop them now,
                     # so that the first publish after it opens a fresh one.
                     await self._client.connection_pool.disconnect()

@@ -99,7 +99,7 @@ async def test_endpoint_tells_several_services_apart() -> None:
             response = await client.request("GET", "/")
             refused = await client.request("POST", "/")
     families = {family.name: family for family in text_string_to_metric_families(response.text)}
-    assert len(families) == 6  # each family once, as the format requires
+    assert len(families) == 11  # each family once, as the format requires (6 of sessions, 5 of the broker)
     parsed = samples(response.text)
     assert parsed[("app_sessions_open", (("pod", "p1"), ("service", "echo"), ("transport", "websocket")))] == 1
     assert parsed[("app_sessions_open", (("pod", "p1"), ("service", 'odd"name')))] == 0
