@@ -92,6 +92,15 @@ def bench_smoke(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", "--smoke", *session.posargs)
 
 
+@nox.session(name="bench-broker")
+def bench_broker(session: nox.Session) -> None:
+    """Broadcast through the Redis broker on one process and on two, against the in-memory broker
+    (needs Debian's redis-server)."""
+    install(session, "bench")
+    session.install("-e", ".[redis]")
+    session.run("python", "-m", "benchmarks.broker", *session.posargs)
+
+
 @nox.session
 def conformance(session: nox.Session) -> None:
     """The official sockjs-protocol suite, from a local Python 3 port in .cache/suite (not shipped)."""

@@ -53,8 +53,11 @@ function sessionId() {
   return `${process.pid.toString(36)}x${sessionCounter.toString(36)}`;
 }
 
+// With `ports` (several processes of one service), sessions go to each in turn.
 function url(template) {
-  return `ws://${HOST}:${config.port}${template.replace('{session}', sessionId())}`;
+  const session = sessionId();
+  const port = config.ports ? config.ports[sessionCounter % config.ports.length] : config.port;
+  return `ws://${HOST}:${port}${template.replace('{session}', session)}`;
 }
 
 // How many messages a websocket frame carries: a SockJS `a` frame holds several, `o` and `h`

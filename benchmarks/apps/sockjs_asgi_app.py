@@ -3,11 +3,16 @@
 * ``/echo``: every message goes back to its sender;
 * ``/broadcast``: every message goes to every connected session;
 * ``/flood``: a message ``"N"`` asks for N copies of a 32-character message.
+
+With ``BENCH_REDIS_URL`` set, ``/broadcast`` broadcasts through a :class:`RedisBroker` there, so
+that several processes serve it as one service (``benchmarks/broker.py``).
 """
 
 from __future__ import annotations
 
-from sockjs_asgi import Connection, SockJSApp, SockJSRouter
+import os
+
+from sockjs_asgi import Connection, RedisBroker, SockJSApp, SockJSRouter
 
 FLOOD = "flood-0123456789abcdefghijklmnop"
 
@@ -28,4 +33,6 @@ async def flood(conn: Connection) -> None:
             await conn.send(FLOOD)
 
 
-app = SockJSRouter({"/echo": SockJSApp(echo), "/broadcast": SockJSApp(shout), "/flood": SockJSApp(flood)})
+REDIS_URL = os.environ.get("BENCH_REDIS_URL")
+broadcast = SockJSApp(shout, broker=RedisBroker(REDIS_URL, channel="bench-broadcast") if REDIS_URL else None)
+app = SockJSRouter({"/echo": SockJSApp(echo), "/broadcast": broadcast, "/flood": SockJSApp(flood)})

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +41,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _wait(what: str, check: object, process: subprocess.Popen[bytes], log: Path) -> None:
-    assert callable(check)
+def wait_ready(what: str, check: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until ``check()`` holds; fail with ``log`` if ``process`` exits or time runs out."""
     deadline = time.monotonic() + START_TIMEOUT
     while not check():
         if process.poll() is not None:
@@ -52,7 +52,8 @@ def _wait(what: str, check: object, process: subprocess.Popen[bytes], log: Path)
         time.sleep(0.05)  # another process: nothing to wait on but its port
 
 
-def _http_ok(port: int, path: str) -> bool:
+def http_ok(port: int, path: str) -> bool:
+    """Whether ``GET path`` on 127.0.0.1:``port`` answers 200."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
@@ -125,7 +126,7 @@ class Redis(Process):
             ]
         )
         assert self.process is not None
-        _wait("redis-server", self._pong, self.process, self.log)
+        wait_ready("redis-server", self._pong, self.process, self.log)
 
     def _pong(self) -> bool:
         try:
@@ -166,7 +167,7 @@ class Backend(Process):
         finally:
             listener.close()
         assert self.process is not None
-        _wait(f"backend {self.name}", lambda: _http_ok(self.port, "/health"), self.process, self.log)
+        wait_ready(f"backend {self.name}", lambda: http_ok(self.port, "/health"), self.process, self.log)
 
 
 def haproxy_config(port: int, backends: list[Backend], *, check_interval: str = "2s") -> str:
@@ -176,7 +177,6 @@ def haproxy_config(port: int, backends: list[Backend], *, check_interval: str = 
 global
     maxconn 4096
     log stdout format raw local0
-
 
 defaults
     mode http
@@ -192,8 +192,8 @@ defaults
     timeout queue 5s
 
 frontend sockjs
-    maxconn 4000
     bind 127.0.0.1:{port}
+    maxconn 4000
     default_backend sockjs
 
 backend sockjs
@@ -213,7 +213,7 @@ class Haproxy(Process):
     def start(self) -> None:
         self._spawn(["haproxy", "-db", "-f", str(self.config)])
         assert self.process is not None
-        _wait("haproxy", lambda: _http_ok(self.port, "/echo/info"), self.process, self.log)
+        wait_ready("haproxy", lambda: http_ok(self.port, "/echo/info"), self.process, self.log)
 
 
 @dataclass

@@ -14,7 +14,6 @@ tests run on asyncio only.
 
 from __future__ import annotations
 
-import itertools
 import os
 import secrets
 import shutil
@@ -22,16 +21,15 @@ import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from anyio.abc import TaskGroup
 from examples.cluster.launch import Backend, Cluster, running_cluster
 
 from .client import TIMEOUT, TRANSPORTS, Session
+from .crowd import Crowd, Delivery, full_round, misrouted, report
 
 MISSING = [name for name in ("redis-server", "haproxy") if shutil.which(name) is None]
 
@@ -45,6 +43,7 @@ pytestmark = [
 ]
 
 SESSIONS_PER_TRANSPORT = 30  # 120 sessions
+SERVER_IDS = 50
 SHUTDOWN = (1001, "Server shutting down")
 
 
@@ -59,111 +58,23 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield running
 
 
-@dataclass
-class Crowd:
-    """Client sessions, each receiving in a task of its own."""
-
-    url: str
-    task_group: TaskGroup
-    sessions: list[Session] = field(default_factory=list)
-
-    async def open(self, sessions: list[Session]) -> None:
-        self.sessions += sessions
-        for session in sessions:
-            self.task_group.start_soon(session.run)
-        with anyio.fail_after(TIMEOUT):
-            for session in sessions:
-                await session.wait_open()
-
-    def name(self, session: Session) -> int:
-        return self.sessions.index(session)
-
-    async def send_round(self, senders: list[Session], tag: str, count: int) -> None:
-        """Every sender sends ``count`` messages ``<sender>:<tag>:<n>``, one request each, in order."""
-
-        async def send_all(session: Session) -> None:
-            for number in range(count):
-                await session.send(f"{self.name(session)}:{tag}:{number}")
-
-        with anyio.fail_after(TIMEOUT):
-            async with anyio.create_task_group() as task_group:
-                for session in senders:
-                    task_group.start_soon(send_all, session)
-
-    async def wait_received(self, receivers: list[Session], tag: str, expected: dict[int, int]) -> None:
-        """Wait until each receiver has ``expected[i]`` messages tagged ``tag``, receiver i."""
-        with anyio.fail_after(TIMEOUT):
-            for index, session in enumerate(receivers):
-                await session.wait_for(lambda s, want=expected[index]: s.by_tag[tag] >= want)
-
-
-@dataclass
-class Delivery:
-    """How one round of broadcasts arrived."""
-
-    expected: int = 0
-    delivered: int = 0
-    duplicates: int = 0
-    reordered: int = 0
-    missing: int = 0
-
-    def __str__(self) -> str:
-        percent = 100 * self.delivered / self.expected if self.expected else 100.0
-        return (
-            f"{self.delivered}/{self.expected} delivered ({percent:.1f}%), {self.duplicates} duplicates, "
-            f"{self.reordered} out of order, {self.missing} missing"
-        )
-
-
-def delivery(crowd: Crowd, senders: list[Session], receivers: list[Session], tag: str, count: int) -> Delivery:
-    """Compare what each receiver got from each sender with ``0..count-1`` in order."""
-    result = Delivery()
-    names = {crowd.name(sender) for sender in senders}
-    for receiver in receivers:
-        by_sender: dict[int, list[int]] = {name: [] for name in names}
-        for message in receiver.received:
-            sender, message_tag, number = message.split(":")
-            if message_tag == tag:
-                by_sender[int(sender)].append(int(number))
-        for numbers in by_sender.values():
-            result.expected += count
-            unique = set(numbers)
-            result.delivered += len(unique & set(range(count)))
-            result.duplicates += len(numbers) - len(unique)
-            result.missing += len(set(range(count)) - unique)
-            result.reordered += sum(1 for a, b in itertools.pairwise(numbers) if b < a)
-    return result
-
-
 @asynccontextmanager
 async def crowd_of(cluster: Cluster) -> AsyncIterator[Crowd]:
     """120 sessions of /broadcast through haproxy, 30 over each transport."""
     async with anyio.create_task_group() as task_group:
         crowd = Crowd(cluster.url, task_group)
+        # Server ids from a small pool, so that many sessions share one: they must share a process.
         await crowd.open(
-            [Session(cluster.url, transport) for transport in TRANSPORTS for _ in range(SESSIONS_PER_TRANSPORT)]
+            [
+                Session(cluster.url, transport, server_id=f"{secrets.randbelow(SERVER_IDS):03d}")
+                for transport in TRANSPORTS
+                for _ in range(SESSIONS_PER_TRANSPORT)
+            ]
         )
         try:
             yield crowd
         finally:
             task_group.cancel_scope.cancel()
-
-
-def misrouted(sessions: list[Session]) -> list[Session]:
-    return [session for session in sessions if session.misrouted]
-
-
-def report(title: str, **lines: object) -> None:
-    print(f"\n== {title}")
-    for name, value in lines.items():
-        print(f"   {name.replace('_', ' ')}: {value}")
-
-
-async def full_round(crowd: Crowd, senders: list[Session], receivers: list[Session], tag: str, count: int) -> Delivery:
-    """A round in which every receiver must get every sender's messages."""
-    await crowd.send_round(senders, tag, count)
-    await crowd.wait_received(receivers, tag, dict.fromkeys(range(len(receivers)), len(senders) * count))
-    return delivery(crowd, senders, receivers, tag, count)
 
 
 async def health(backend: Backend) -> dict[str, object]:
@@ -188,6 +99,10 @@ async def test_sessions_stick_to_their_process_and_broadcasts_reach_everyone_acr
         sessions = crowd.sessions
         per_backend = Counter(session.backend for session in sessions)
         assert set(per_backend) == {backend.name for backend in cluster.backends}, per_backend
+        by_server_id: dict[str, set[str | None]] = {}
+        for session in sessions:
+            by_server_id.setdefault(session.server_id, set()).add(session.backend)
+        assert all(len(backends) == 1 for backends in by_server_id.values()), by_server_id
 
         first = await full_round(crowd, sessions, sessions, "first", 3)
         # One more round: a duplicate of the first round would have arrived before it.
@@ -218,6 +133,7 @@ async def test_sessions_stick_to_their_process_and_broadcasts_reach_everyone_acr
         report(
             "3 processes, 120 sessions (30 websocket, 30 xhr_streaming, 30 xhr, 30 eventsource)",
             sessions_per_process=dict(sorted(per_backend.items())),
+            server_ids=f"{len(by_server_id)}, each on one process",
             misrouted_sessions=len(misrouted(sessions)),
             responses_checked=sum(session.responses for session in sessions),
             broadcast_round_1=first,
