@@ -30,14 +30,19 @@ import os
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
 from examples.cluster.launch import Redis
 
+from sockjs_asgi import RedisBroker, SockJSApp
+
+from .apps.sockjs_asgi_app import shout
 from .harness import LOADGEN, Cores, free_port, node_env, snapshot, stop, wait_for_port
 from .scenarios import TIMING, Run, Snapshot, broadcast_metrics
 from .servers import ROOT, install_npm_packages, uvicorn
@@ -106,7 +111,7 @@ def loadgen(
     return result, marks
 
 
-def run(setup: str, sessions: int, redis_url: str, cores: Cores, log: IO[bytes]) -> Result:
+def run(setup: str, sessions: int, duration: float, redis_url: str, cores: Cores, log: IO[bytes]) -> Result:
     count, through_redis = SETUPS[setup]
     with servers(count, redis_url if through_redis else None, cores, log) as running:
         ports = [port for port, _pid in running]
@@ -119,6 +124,7 @@ def run(setup: str, sessions: int, redis_url: str, cores: Cores, log: IO[bytes])
             "port": ports[0],
             "ports": ports,
             **TIMING[False],
+            "duration": duration,
         }
         # Two processes share the cores with the load generator: let the scheduler place it.
         result, marks = loadgen(config, [pid for _port, pid in running], cores.loadgen if count == 1 else None, log)
@@ -131,10 +137,26 @@ def run(setup: str, sessions: int, redis_url: str, cores: Cores, log: IO[bytes])
     return Result(setup, metrics["rate"], metrics.get("p50", float("nan")), cpu, float(result["cpu"]))
 
 
+async def publishing_cost(redis_url: str | None, count: int) -> float:
+    """CPU microseconds this process spends per broadcast on the broker alone (no session):
+    encoding, publishing and getting its own publication back, which it skips."""
+    app = SockJSApp(shout, broker=RedisBroker(redis_url, channel="bench-cost") if redis_url else None)
+    async with app.run():
+        with anyio.fail_after(60):
+            start = time.process_time()
+            for _ in range(count):
+                await app.broadcast("0123456789abcdefghijklmnopqrstuv")
+            while redis_url and app.metrics.broker_received < count:  # noqa: ASYNC110
+                await anyio.sleep(0.001)  # the broker's own task: poll its counter
+            used = time.process_time() - start
+    return 1e6 * used / count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.broker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=TIMING[False]["duration"], help="measured seconds per run")
     arguments = parser.parse_args()
     install_npm_packages()
     cores = Cores.pick()
@@ -146,10 +168,15 @@ def main() -> None:
         redis = Redis("redis", free_port(), Path(workdir) / "redis.log")
         redis.start()
         try:
+            costs = {
+                name: statistics.median(anyio.run(publishing_cost, url, 5000) for _ in range(3))
+                for name, url in (("memory", None), ("redis", redis.url))
+            }
+            print(json.dumps({"cpu_us_per_broadcast_without_sessions": costs}), flush=True)
             for round_ in range(arguments.rounds):
                 order = list(SETUPS) if round_ % 2 == 0 else list(reversed(SETUPS))
                 for setup in order:
-                    result = run(setup, arguments.sessions, redis.url, cores, log)
+                    result = run(setup, arguments.sessions, arguments.duration, redis.url, cores, log)
                     results[setup].append(result)
                     print(json.dumps(result.__dict__), flush=True)
         finally:
@@ -171,6 +198,7 @@ def main() -> None:
             f"| {capacity[setup] * arguments.sessions:,.0f} deliveries/s "
             f"| {statistics.median(r.loadgen_cpu for r in runs):.0%} |"
         )
+    print(f"\nbroker alone, CPU per broadcast: memory {costs['memory']:.1f} µs, redis {costs['redis']:.1f} µs")
     for label, value in (
         ("redis-1 / memory-1, deliveries/s", median["redis-1"] / median["memory-1"]),
         ("redis-1 / memory-1, capacity", capacity["redis-1"] / capacity["memory-1"]),
