@@ -128,7 +128,7 @@ def run(setup: str, sessions: int, duration: float, redis_url: str, cores: Cores
         }
         # Two processes share the cores with the load generator: let the scheduler place it.
         result, marks = loadgen(config, [pid for _port, pid in running], cores.loadgen if count == 1 else None, log)
-    metrics = broadcast_metrics(Run(result, {}))
+    metrics = broadcast_metrics(Run(result, {}, {}))
     broadcasts = result["count"]
     cpu = [
         1000 * (end.cpu_seconds - start.cpu_seconds) / broadcasts
