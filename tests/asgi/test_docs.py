@@ -6,6 +6,9 @@ runs right after that block, once per ``pytest.mark.parametrize`` value if it ha
 tests the documentation shows are real tests.  A block preceded by the line
 ``<!-- test: compile-only -->`` is only compiled: keep that for fragments that cannot run (code
 of another library, say).
+
+It lives with the in-process tests, which run on every supported Python, and before the browser
+tests, whose session-wide Playwright driver keeps an event loop running in the main thread.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import anyio
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 COMPILE_ONLY = "<!-- test: compile-only -->"
 TIMEOUT = 10.0
