@@ -274,12 +274,16 @@ class SockJSApp:
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
+        started = False
         try:
             async with self.run():
+                started = True
                 await send({"type": "lifespan.startup.complete"})
                 message = await receive()
-        except BaseException:
-            await send({"type": "lifespan.shutdown.failed", "message": "shutdown failed"})
+        except BaseException as exc:
+            # The server reports the message: say what failed (a broker that cannot start, say).
+            phase = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{phase}.failed", "message": str(exc) or f"{phase} failed"})
             raise
         await send({"type": "lifespan.shutdown.complete"})
 

@@ -18,6 +18,7 @@ import pytest
 from examples.cluster.launch import Redis, free_port
 
 from sockjs_asgi import Connection, RedisBroker, SockJSApp
+from sockjs_asgi._types import Message
 from sockjs_asgi.testing import ClientSession, TestClient
 
 TIMEOUT = 10.0
@@ -206,3 +207,20 @@ async def test_refused_on_trio() -> None:
     with pytest.raises(RuntimeError, match="asyncio only"):
         async with app.run():
             pass
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_server_on_trio_is_told_why_startup_failed() -> None:
+    app = SockJSApp(member, broker=RedisBroker("redis://127.0.0.1:6379/0"))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(RuntimeError):
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert [message["type"] for message in sent] == ["lifespan.startup.failed"]
+    assert "asyncio only" in sent[0]["message"]
