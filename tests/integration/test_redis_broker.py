@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 from examples.cluster.launch import Redis, free_port
 
@@ -224,3 +225,72 @@ async def test_a_server_on_trio_is_told_why_startup_failed() -> None:
         await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
     assert [message["type"] for message in sent] == ["lifespan.startup.failed"]
     assert "asyncio only" in sent[0]["message"]
+
+
+async def test_publications_beyond_max_queued_are_dropped_and_counted(redis_server: Redis) -> None:
+    sender = SockJSApp(member, broker=RedisBroker(redis_server.url, channel="test", max_queued=1))
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            TestClient(sender),
+            instances(redis_server.url, 1) as [(_other, client)],
+            client.connect(transport="websocket") as there,
+        ):
+            await anyio.wait_all_tasks_blocked()
+            # Three broadcasts before the publishing task runs: one fits in the queue.
+            for text in ("first", "second", "third"):
+                await sender.broadcast(text)
+            assert sender.metrics.broker_dropped == 2
+            await eventually(lambda: sender.metrics.broker_published == 1)  # the queue is empty again
+            await sender.broadcast("after a pause")
+            assert await receive_all(there, 2) == ["first", "after a pause"]
+
+
+class Blackhole:
+    """A TCP relay to Redis that can stop passing bytes without closing anything, as a network
+    partition does: no FIN, no RST, only silence."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.passing = anyio.Event()
+        self.passing.set()
+        self.port = 0
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        async with listener:
+            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            task_status.started()
+            await listener.serve(self._relay)
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        async with client, await anyio.connect_tcp("127.0.0.1", self.target) as server:
+
+            async def pump(source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream) -> None:
+                async for data in source:
+                    await self.passing.wait()
+                    await sink.send(data)
+
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(pump, client, server)
+                await pump(server, client)
+                task_group.cancel_scope.cancel()
+
+
+async def test_a_silent_connection_is_noticed_by_ping_and_replaced(redis_server: Redis) -> None:
+    blackhole = Blackhole(redis_server.port)
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            await task_group.start(blackhole.serve)
+            url = f"redis://127.0.0.1:{blackhole.port}/0"
+            silent = SockJSApp(
+                member,
+                broker=RedisBroker(url, channel="test", health_check_interval=0.2, reconnect_delay=0.05),
+            )
+            async with TestClient(silent):
+                await eventually(lambda: bool(silent.metrics.broker_connected))
+                blackhole.passing = anyio.Event()  # from now on, nothing passes either way
+                await eventually(lambda: not silent.metrics.broker_connected)
+                assert silent.metrics.broker_reconnects == 1
+                blackhole.passing.set()  # the network is back: new connections pass again
+                await eventually(lambda: bool(silent.metrics.broker_connected))
+            task_group.cancel_scope.cancel()
