@@ -102,6 +102,14 @@ def bench_broker(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """Churn and soak (not in the default run, not CI): 100,000 sessions opened and abandoned
+    across every transport against uvicorn; fails if anything is left or RSS grew over 10%."""
+    install(session, "test")
+    session.run("python", "-m", "benchmarks.soak", *session.posargs)
+
+
+@nox.session
 def conformance(session: nox.Session) -> None:
     """The official sockjs-protocol suite, from a local Python 3 port in .cache/suite (not shipped)."""
     runner = ROOT / ".cache" / "suite" / "run.sh"
