@@ -179,22 +179,22 @@ class BroadcastRelay:
         """Send a broadcast to the other instances; never raises."""
         link = self._link
         if link is None:
-            if not self._warned_detached and not isinstance(self.broker, MemoryBroker):
-                self._warned_detached = True
-                logger.warning(
-                    "broadcast() outside SockJSApp.run(): the broker is not connected, so other "
-                    "processes are not reached (does the server run the ASGI lifespan?)"
-                )
+            if not isinstance(self.broker, MemoryBroker):
+                self._metrics.broker_dropped += 1
+                if not self._warned_detached:
+                    self._warned_detached = True
+                    logger.warning(
+                        "broadcast() outside SockJSApp.run(): the broker is not connected, so other "
+                        "processes are not reached (does the server run the ASGI lifespan?)"
+                    )
             return
         if not link.has_peers:
             return
         try:
-            payload = encode_broadcast(self._origin, room, message)
-        except Exception:  # never into the handler (a room that is not a str, say)
-            logger.exception("could not encode a broadcast for the broker")
+            link.publish(BROADCAST, encode_broadcast(self._origin, room, message))
+        except Exception:  # never into the handler, whatever a broker of one's own does
+            logger.exception("%r could not publish a broadcast", self.broker)
             self._metrics.broker_dropped += 1
-            return
-        link.publish(BROADCAST, payload)
 
     def _deliver(self, topic: str, payload: bytes) -> None:
         if payload.startswith(self._own_prefix):

@@ -4,7 +4,7 @@ service would on Redis (tests/integration/test_redis_broker.py runs the same ove
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockjs_asgi import Connection, MemoryBroker, Metrics, SockJSApp
-from sockjs_asgi._broker import BROADCAST, decode_broadcast, encode_broadcast
+from sockjs_asgi import BrokerLink, Connection, MemoryBroker, Metrics, SockJSApp
+from sockjs_asgi._broker import BROADCAST, Deliver, decode_broadcast, encode_broadcast
 from sockjs_asgi.testing import ClientSession, TestClient
 
 from .support import TIMEOUT
@@ -177,3 +177,28 @@ async def test_broadcast_checks_its_arguments() -> None:
 @given(st.one_of(st.none(), st.text()), st.text(), st.text(alphabet="0123456789abcdef", min_size=1))
 def test_publications_round_trip(room: str | None, message: str, origin: str) -> None:
     assert decode_broadcast(encode_broadcast(origin, room, message)) == (room, message)
+
+
+class Faulty(MemoryBroker):
+    """A broker of one's own whose links raise on publish, against the interface's rule."""
+
+    @asynccontextmanager
+    async def connect(self, topics: Collection[str], deliver: Deliver, metrics: Metrics) -> AsyncIterator[BrokerLink]:
+        async with super().connect(topics, deliver, metrics) as link:
+
+            def publish(topic: str, payload: bytes) -> None:
+                raise ConnectionError("down")
+
+            link.publish = publish  # type: ignore[method-assign]
+            yield link
+
+
+async def test_a_broker_that_raises_never_reaches_the_handler(caplog: pytest.LogCaptureFixture) -> None:
+    broker = Faulty()
+    app = SockJSApp(member, broker=broker)
+    peer = SockJSApp(member, broker=broker)  # so that publishing is attempted at all
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app), TestClient(peer):
+            assert await app.broadcast("local only") == 0
+    assert app.metrics.broker_dropped == 1
+    assert "could not publish" in caplog.text

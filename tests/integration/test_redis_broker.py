@@ -294,3 +294,12 @@ async def test_a_silent_connection_is_noticed_by_ping_and_replaced(redis_server:
                 blackhole.passing.set()  # the network is back: new connections pass again
                 await eventually(lambda: bool(silent.metrics.broker_connected))
             task_group.cancel_scope.cancel()
+
+
+async def test_a_broadcast_outside_run_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    app = SockJSApp(member, broker=RedisBroker("redis://127.0.0.1:6379/0"))
+    caplog.set_level(logging.WARNING, "sockjs_asgi")
+    assert await app.broadcast("nobody") == 0
+    assert await app.broadcast("nobody again") == 0
+    assert app.metrics.broker_dropped == 2
+    assert caplog.text.count("outside SockJSApp.run()") == 1
