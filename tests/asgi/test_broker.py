@@ -1,5 +1,5 @@
 """Brokers in one process: several apps on one MemoryBroker behave as the processes of one
-service would on Redis (tests/integration/test_redis_broker.py runs the same over Redis)."""
+service would on Redis (tests/cluster/test_redis_broker.py runs the same over Redis)."""
 
 from __future__ import annotations
 

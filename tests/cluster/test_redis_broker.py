@@ -1,8 +1,10 @@
 """RedisBroker against a real redis-server: several apps in this process, each with a broker of
 its own on one channel, stand for the processes of a service.
 
-redis-py's asyncio client runs on asyncio only, so these tests run on asyncio, except the one
-that checks the clear refusal on trio.
+redis-py's asyncio client runs on asyncio only, so these tests run on asyncio, except the ones
+that check the clear refusal on trio.  They live here rather than in tests/integration, which
+runs after the browser tests, whose session-wide Playwright driver keeps an event loop running
+in the main thread.
 """
 
 from __future__ import annotations
