@@ -344,3 +344,27 @@ async def test_registration_and_arguments_are_checked() -> None:
         assert await receive(conn) == "msg,inspect,done"
     assert seen[0].startswith("<Channel c") and seen[0].endswith("/inspect xhr open>")
     assert seen[1:] == ["xhr", "1"]
+
+
+async def test_a_send_after_the_client_left_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    """ConnectionClosed escaping a channel handler is a client going away: DEBUG, no traceback."""
+    caplog.set_level(logging.DEBUG, logger="sockjs_asgi")
+    mux = Multiplexer()
+    raised = anyio.Event()
+
+    @mux.channel("ticker")
+    async def ticker(channel: Channel) -> None:
+        await channel.receive()
+        await channel.close()
+        try:
+            await channel.send("after close")
+        finally:
+            raised.set()
+
+    async with TestClient(SockJSApp(mux)) as client, client.connect(transport="websocket") as conn:
+        await conn.send("sub,ticker", "msg,ticker,go")
+        assert await receive(conn) == "uns,ticker"
+        with anyio.fail_after(TIMEOUT):
+            await raised.wait()
+    assert [record.levelno for record in caplog.records if "ticker" in record.getMessage()] == [logging.DEBUG]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
