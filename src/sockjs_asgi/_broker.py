@@ -17,6 +17,12 @@ processes can travel on new topics later without changing it:
   much is queued) is dropped and counted in :class:`~sockjs_asgi.Metrics`.
 
 ``deliver`` runs in the event loop and must not block: it only queues work.
+
+Besides publications, a link keeps *records*: small values under keys, each with a time to live,
+shared by every instance (the session relay keeps who owns a session, and which instances are
+alive, there).  A broker that keeps none raises :class:`RecordsUnavailable`, and so does one
+that cannot reach its store at the moment; the service then serves each session on the process
+that holds it, as with one process.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from __future__ import annotations
 import logging
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
+
+import anyio
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -39,6 +47,7 @@ __all__ = [
     "BrokerLink",
     "Deliver",
     "MemoryBroker",
+    "RecordsUnavailable",
     "decode_broadcast",
     "encode_broadcast",
 ]
@@ -50,6 +59,10 @@ Deliver = Callable[[str, bytes], None]
 
 #: The topic that carries broadcasts.
 BROADCAST = "broadcast"
+
+
+class RecordsUnavailable(Exception):
+    """The broker keeps no records, or cannot reach where it keeps them right now."""
 
 
 class BrokerLink(ABC):
@@ -71,6 +84,27 @@ class BrokerLink(ABC):
 
         Returns at once; never raises.  Payloads of one link arrive in the order published.
         """
+
+    # -- records (optional: a broker without them raises RecordsUnavailable) ---------------
+
+    async def claim(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds unless ``key`` holds a value.
+
+        Returns ``None`` if this call stored it, else the value already there.
+        """
+        raise RecordsUnavailable(f"{type(self).__name__} keeps no records")
+
+    async def load(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values under ``keys`` (``None`` where there is none), in one round trip."""
+        raise RecordsUnavailable(f"{type(self).__name__} keeps no records")
+
+    async def store(self, records: Mapping[str, bytes], ttl: float) -> None:
+        """Store every record for ``ttl`` seconds (again, if they are there), in one round trip."""
+        raise RecordsUnavailable(f"{type(self).__name__} keeps no records")
+
+    async def release(self, key: str, value: bytes) -> None:
+        """Remove ``key`` if it still holds ``value``."""
+        raise RecordsUnavailable(f"{type(self).__name__} keeps no records")
 
 
 class Broker(ABC):
@@ -98,6 +132,16 @@ class MemoryBroker(Broker):
 
     def __init__(self) -> None:
         self._links: list[_MemoryLink] = []
+        self._records: dict[str, tuple[bytes, float]] = {}  # key -> (value, expiry time)
+
+    def _record(self, key: str) -> bytes | None:
+        entry = self._records.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= anyio.current_time():
+            del self._records[key]
+            return None
+        return entry[0]
 
     @asynccontextmanager
     async def connect(self, topics: Collection[str], deliver: Deliver, metrics: Metrics) -> AsyncIterator[BrokerLink]:
@@ -136,6 +180,25 @@ class _MemoryLink(BrokerLink):
                 except Exception:  # one instance's fault must not reach another's handler
                     logger.exception("delivering a publication on %r failed", topic)
 
+    async def claim(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        held = self._broker._record(key)
+        if held is not None:
+            return held
+        self._broker._records[key] = (value, anyio.current_time() + ttl)
+        return None
+
+    async def load(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._broker._record(key) for key in keys]
+
+    async def store(self, records: Mapping[str, bytes], ttl: float) -> None:
+        expiry = anyio.current_time() + ttl
+        for key, value in records.items():
+            self._broker._records[key] = (value, expiry)
+
+    async def release(self, key: str, value: bytes) -> None:
+        if self._broker._record(key) == value:
+            del self._broker._records[key]
+
 
 # -- broadcasts over a broker --------------------------------------------------------------
 
@@ -156,6 +219,7 @@ class BroadcastRelay:
         self._origin = ""
         self._own_prefix = b""
         self._warned_detached = False
+        self._routes: dict[str, Deliver] = {}
 
     @property
     def link(self) -> BrokerLink | None:
@@ -163,12 +227,19 @@ class BroadcastRelay:
         return self._link
 
     @asynccontextmanager
-    async def connected(self) -> AsyncIterator[None]:
+    async def connected(self, routes: Mapping[str, Deliver] | None = None) -> AsyncIterator[None]:
+        """Connect the broker for the duration of the block.
+
+        ``routes`` subscribes the link to more topics, each delivered to its own callback (the
+        broadcasts' topic is this relay's).
+        """
         # A new origin for every run: a process restarted under the same app object is a new
         # instance.
         self._origin = secrets.token_hex(8)
         self._own_prefix = f"b1|{self._origin}|".encode()
-        async with self.broker.connect((BROADCAST,), self._deliver, self._metrics) as link:
+        self._routes = dict(routes or {})
+        topics = (BROADCAST, *self._routes)
+        async with self.broker.connect(topics, self._deliver, self._metrics) as link:
             self._link = link
             try:
                 yield
@@ -197,6 +268,11 @@ class BroadcastRelay:
             self._metrics.broker_dropped += 1
 
     def _deliver(self, topic: str, payload: bytes) -> None:
+        if topic != BROADCAST:
+            route = self._routes.get(topic)
+            if route is not None:
+                route(topic, payload)
+            return
         if payload.startswith(self._own_prefix):
             return  # ours: delivered locally when it was sent
         decoded = decode_broadcast(payload)

@@ -32,13 +32,13 @@ import logging
 import random
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ._broker import Broker, BrokerLink, Deliver
+from ._broker import Broker, BrokerLink, Deliver, RecordsUnavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -50,6 +50,12 @@ __all__ = ["RedisBroker"]
 logger = logging.getLogger("sockjs_asgi.broker")
 
 SCHEMES = ("redis", "rediss", "unix")
+
+T = TypeVar("T")
+
+# Remove a record only if it still holds the value this process stored (it may have expired and
+# been claimed again since).
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class RedisBroker(Broker):
@@ -181,6 +187,48 @@ class _RedisLink(BrokerLink):
     @property
     def is_connected(self) -> bool:
         return self._is_up
+
+    # -- records: keys under "<channel>:", on the client's pool of connections ---------------
+
+    def _key(self, key: str) -> str:
+        return f"{self._broker.channel}:{key}"
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        from redis.exceptions import RedisError
+
+        try:
+            with anyio.fail_after(self._broker.connect_timeout):
+                return await call
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RecordsUnavailable(f"{self._broker!r}: {exc or type(exc).__name__}") from exc
+
+    async def claim(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        milliseconds = max(1, int(ttl * 1000))
+        for _ in range(3):  # the holder may release it between our SET and GET
+            if await self._call(self._client.set(self._key(key), value, nx=True, px=milliseconds)):
+                return None
+            held: bytes | None = await self._call(self._client.get(self._key(key)))
+            if held is not None:
+                return held
+        raise RecordsUnavailable(f"{key!r} changed hands three times during one claim")
+
+    async def load(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values: list[bytes | None] = await self._call(self._client.mget([self._key(key) for key in keys]))
+        return values
+
+    async def store(self, records: Mapping[str, bytes], ttl: float) -> None:
+        if not records:
+            return
+        milliseconds = max(1, int(ttl * 1000))
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in records.items():
+            pipe.set(self._key(key), value, px=milliseconds)
+        await self._call(pipe.execute())
+
+    async def release(self, key: str, value: bytes) -> None:
+        await self._call(self._client.eval(_RELEASE, 1, self._key(key), value))  # type: ignore[no-untyped-call]
 
     def publish(self, topic: str, payload: bytes) -> None:
         if not self._is_up or len(self._queue) >= self._broker.max_queued:
