@@ -28,7 +28,8 @@ from anyio.abc import TaskGroup
 from starlette.requests import HTTPConnection
 
 from . import _http, _websocket
-from ._broker import BroadcastRelay, Broker, MemoryBroker
+from ._broker import BroadcastRelay, Broker, MemoryBroker, RecordsUnavailable
+from ._cluster import GONE, Cluster, Writer
 from ._connection import Connection
 from ._hub import Hub
 from ._metrics import Metrics
@@ -166,6 +167,9 @@ class SockJSApp:
         #: Carries broadcasts to the service's other processes.
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self._relay = BroadcastRelay(self.broker, self.hub, self.metrics)
+        # Serves sessions held by the service's other processes (a no-op with one process).
+        self._cluster = Cluster(self, getattr(self.broker, "channel", ""))
+        self._other_address = OTHER_ADDRESS
         self._task_group: TaskGroup | None = None
         self._links: set[Channel | _websocket.RawLink] = set()
         # Created in the event loop that waits on it: an app may outlive one loop (tests run the
@@ -237,22 +241,25 @@ class SockJSApp:
             raise RuntimeError("SockJSApp.run() is already active")
         self._closing_all = False
         try:
-            # The broker outlives the sessions' tasks, so that handlers may broadcast as they end.
-            async with self._relay.connected(), anyio.create_task_group() as task_group:
-                self._task_group = task_group
-                try:
-                    with on_termination(self.close_all):
-                        yield
-                finally:
-                    self._task_group = None
-                    with anyio.CancelScope(shield=True):
-                        self.close_all()
-                        with anyio.move_on_after(shutdown_timeout):
-                            while self.hub.connections:
-                                if self._handler_returned is None:
-                                    self._handler_returned = anyio.Event()
-                                await self._handler_returned.wait()
-                    task_group.cancel_scope.cancel()
+            # The broker outlives the sessions' tasks, so that handlers may broadcast as they end,
+            # and so that clients served through other processes get their close frames.
+            routes = self._cluster.routes(lambda: self._relay.link)
+            async with self._relay.connected(routes), anyio.create_task_group() as task_group:
+                async with self._cluster.running(task_group):
+                    self._task_group = task_group
+                    try:
+                        with on_termination(self.close_all):
+                            yield
+                    finally:
+                        self._task_group = None
+                        with anyio.CancelScope(shield=True):
+                            self.close_all()
+                            with anyio.move_on_after(shutdown_timeout):
+                                while self.hub.connections:
+                                    if self._handler_returned is None:
+                                        self._handler_returned = anyio.Event()
+                                    await self._handler_returned.wait()
+                task_group.cancel_scope.cancel()
         finally:
             self.registry.clear()  # what the cancelled supervisors could not remove
 
@@ -455,10 +462,34 @@ class SockJSApp:
             payload = urllib.parse.parse_qs(payload, keep_blank_values=True).get("d", [""])[0]
         messages = decode_messages(payload)
         channel = self.registry.get(session_id)
+        if channel is None and self._cluster.active:
+            await self._cluster.wait_claimed(session_id)
+            channel = self.registry.get(session_id)
+            if channel is None:
+                # Held by another process, perhaps: hand the messages to it.
+                if not await self._relay_send(session_id, request, messages):
+                    await _http.not_found(send)
+                    return
+                await self._sent(transport, send, headers)
+                return
         if channel is None or not self._same_client(channel, request):
             await _http.not_found(send)
             return
         await channel.deliver(messages)
+        await self._sent(transport, send, headers)
+
+    async def _relay_send(self, session_id: str, request: HTTPConnection, messages: list[str]) -> bool:
+        try:
+            found = await self._cluster.lookup(session_id)
+        except RecordsUnavailable as exc:
+            logger.warning("could not look up a session held elsewhere: %s", exc)
+            return False
+        if found.state != "alive":
+            return False
+        host = request.client.host if request.client else None
+        return await self._cluster.relay_send(found.owner, session_id, host, messages)
+
+    async def _sent(self, transport: Transport, send: Send, headers: wire.Headers) -> None:
         if transport.name == "jsonp_send":
             await _http.respond(send, 200, headers, b"ok", content_type="text/plain; charset=UTF-8")
         else:
@@ -474,8 +505,13 @@ class SockJSApp:
         send: Send,
         headers: wire.Headers,
     ) -> None:
-        writer = _http.FrameWriter(send, transport, callback, headers, limit=self.options.response_limit)
+        limit = self.options.response_limit
+        writer = _http.FrameWriter(send, transport, callback, headers, limit=limit)
+        cluster = self._cluster
         channel = self.registry.get(session_id)
+        if channel is None and cluster.active:
+            await cluster.wait_claimed(session_id)
+            channel = self.registry.get(session_id)
         host_here = False
         if channel is not None and not self._same_client(channel, request):
             await writer.refuse(OTHER_ADDRESS)
@@ -484,25 +520,65 @@ class SockJSApp:
             if self._closing_all:  # the server is stopping: no new sessions
                 await writer.refuse(close_frame(*CloseReason.SHUTDOWN))
                 return
+            host = request.client.host if request.client else None
+
+            async def relay(owner: str) -> bool:
+                wait_gone = lambda: _http.watch_disconnect(receive)  # noqa: E731
+                return await cluster.relay_receiver(
+                    owner, session_id, host, writer, transport, callback, limit, wait_gone
+                )
+
+            if cluster.active:
+                # Held by another process, perhaps: serve it from there.
+                try:
+                    found = await cluster.lookup(session_id)
+                except RecordsUnavailable as exc:
+                    logger.warning("could not look up a session held elsewhere: %s", exc)
+                else:
+                    if found.state == "dead":
+                        await writer.refuse(close_frame(*GONE))
+                        return
+                    if found.state == "alive" and await relay(found.owner):
+                        return
             if not await self._authorized(request):
                 # With the transport's CORS headers, so that a cross-origin page sees the 403.
                 await _http.respond(send, 403, headers, b"Forbidden", content_type="text/plain; charset=UTF-8")
                 return
+            if cluster.active:
+                await cluster.wait_claimed(session_id)  # returns without a checkpoint if none is
             channel = self.registry.get(session_id)  # another request may have created it meanwhile
             if channel is None and self.is_full:
                 await writer.refuse(close_frame(*CloseReason.TOO_MANY_SESSIONS))
                 return
             if channel is None:
                 channel = self._new_channel(session_id, transport.name)
-                channel.client_host = request.client.host if request.client else None
-                self.registry.add(channel)
+                channel.client_host = host
+                if cluster.active:
+                    # The owner record goes in before the open frame goes out, so that whatever
+                    # process the client's next request reaches finds the session.
+                    new = channel
+                    try:
+                        found = await cluster.claim(new, lambda: self.registry.add(new))
+                    except RecordsUnavailable as exc:
+                        logger.warning("serving a new session on this process only: %s", exc)
+                        self.registry.add(channel)
+                    else:
+                        if found is not None:  # another process created it meanwhile
+                            if found.state == "alive" and await relay(found.owner):
+                                return
+                            await writer.refuse(close_frame(*GONE))
+                            return
+                else:
+                    self.registry.add(channel)
                 host_here = not self._spawn(channel, request)
         async with anyio.create_task_group() as task_group:
             if host_here:
                 task_group.start_soon(self._host, channel, request)
-            await self._attach(channel, writer, receive)
+            await self._attach(channel, writer, lambda: _http.watch_disconnect(receive))
 
-    async def _attach(self, channel: Channel, writer: _http.FrameWriter, receive: Receive) -> None:
+    async def _attach(self, channel: Channel, writer: Writer, wait_gone: Callable[[], Awaitable[None]]) -> None:
+        """Attach a receiver and pump the session's frames into ``writer`` until it is finished
+        or ``wait_gone`` returns (the client left)."""
         refused = channel.attach()
         if refused is not None:
             await writer.refuse(refused)
@@ -536,7 +612,7 @@ class SockJSApp:
             async with anyio.create_task_group() as task_group:
 
                 async def watch() -> None:
-                    await _http.watch_disconnect(receive)
+                    await wait_gone()
                     gone()
                     # A server may report the disconnect while it is still completing our last
                     # body message (hypercorn does, as it ends the stream): cancelling that send
@@ -571,9 +647,10 @@ class SockJSApp:
         )
 
     def _same_client(self, channel: Channel, request: HTTPConnection) -> bool:
-        if not self.options.verify_ip:
-            return True
-        return channel.client_host == (request.client.host if request.client else None)
+        return self._same_host(channel, request.client.host if request.client else None)
+
+    def _same_host(self, channel: Channel, host: str | None) -> bool:
+        return not self.options.verify_ip or channel.client_host == host
 
     async def _authorized(self, request: HTTPConnection) -> bool:
         authorize: Authorize | None = self.options.authorize
@@ -594,6 +671,7 @@ class SockJSApp:
         async def supervise() -> None:
             await channel.supervise()
             self.registry.remove(channel)
+            await self._cluster.forget(channel)
 
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(supervise)
