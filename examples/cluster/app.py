@@ -11,6 +11,10 @@ comes from ``REDIS_URL``.  Start the whole cluster with ``nox -s cluster`` (see
 ``examples/cluster/__main__.py``), or one process with::
 
     REDIS_URL=redis://127.0.0.1:6379/0 uvicorn examples.cluster.app:app --port 8001
+
+or several processes on one port, without a balancer (any process serves any request)::
+
+    REDIS_URL=redis://127.0.0.1:6379/0 uvicorn examples.cluster.app:app --port 8000 --workers 3
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ async def relay(conn: Connection) -> None:
         await conn.app.broadcast(message)  # to every session of every process
 
 
-echo_service = SockJSApp(echo)
+# Each service has a broker of its own: besides broadcasts, it lets any process serve any request
+# of a session (``uvicorn --workers N`` needs nothing else; see docs/deployment.md).
+echo_service = SockJSApp(echo, broker=RedisBroker(REDIS_URL, channel="cluster-echo"))
 broadcast = SockJSApp(relay, broker=RedisBroker(REDIS_URL, channel="cluster-example"))
 
 

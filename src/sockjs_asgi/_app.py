@@ -558,13 +558,13 @@ class SockJSApp:
                     # process the client's next request reaches finds the session.
                     new = channel
                     try:
-                        found = await cluster.claim(new, lambda: self.registry.add(new))
+                        holder = await cluster.claim(new, lambda: self.registry.add(new))
                     except RecordsUnavailable as exc:
                         logger.warning("serving a new session on this process only: %s", exc)
                         self.registry.add(channel)
                     else:
-                        if found is not None:  # another process created it meanwhile
-                            if found.state == "alive" and await relay(found.owner):
+                        if holder is not None:  # another process created it meanwhile
+                            if holder.state == "alive" and await relay(holder.owner):
                                 return
                             await writer.refuse(close_frame(*GONE))
                             return

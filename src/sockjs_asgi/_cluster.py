@@ -43,7 +43,7 @@ import math
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from ._app import SockJSApp
     from ._session import Channel
 
-__all__ = ["GONE", "OWNER_TTL", "LIVE_TTL", "Cluster", "Lookup"]
+__all__ = ["GONE", "LIVE_TTL", "OWNER_TTL", "Cluster", "Lookup"]
 
 logger = logging.getLogger("sockjs_asgi.cluster")
 
@@ -198,10 +198,8 @@ class Cluster:
             if link is not None and self.active:
                 # Gone at once for the others, rather than once the record expires.
                 with anyio.move_on_after(1, shield=True):
-                    try:
+                    with suppress(RecordsUnavailable):
                         await link.release(self.live_key(self.instance), b"1")
-                    except RecordsUnavailable:
-                        pass
             self._task_group = None
             self._fail_everything()
 
@@ -255,7 +253,9 @@ class Cluster:
                 await anyio.sleep(LIVE_INTERVAL)
 
     async def _check_peers(self, link: BrokerLink) -> None:
-        peers = sorted({pending.owner for pending in self._pending.values()} | {r.origin for r in self._remote.values()})
+        peers = sorted(
+            {pending.owner for pending in self._pending.values()} | {r.origin for r in self._remote.values()}
+        )
         if not peers:
             return
         values = await link.load([self.live_key(peer) for peer in peers])
@@ -473,7 +473,7 @@ class Cluster:
             answer = await answers.receive()
         if answer[0] == UNKNOWN:
             self._owners.pop(self.key(session_id), None)
-        return answer[0] == ACK
+        return bool(answer[0] == ACK)
 
     async def relay_receiver(
         self,

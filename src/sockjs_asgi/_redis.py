@@ -173,7 +173,6 @@ class _RedisLink(BrokerLink):
         self._broker = broker
         self._client = client
         self._topics = topics  # Redis channel -> topic
-        self._channels = {topic: channel for channel, topic in topics.items()}
         self._deliver = deliver
         self._metrics = metrics
         self._queue: deque[tuple[str, bytes]] = deque()
@@ -207,16 +206,16 @@ class _RedisLink(BrokerLink):
         for _ in range(3):  # the holder may release it between our SET and GET
             if await self._call(self._client.set(self._key(key), value, nx=True, px=milliseconds)):
                 return None
-            held: bytes | None = await self._call(self._client.get(self._key(key)))
+            held = await self._call(self._client.get(self._key(key)))
             if held is not None:
-                return held
+                return held if isinstance(held, bytes) else held.encode()
         raise RecordsUnavailable(f"{key!r} changed hands three times during one claim")
 
     async def load(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values: list[bytes | None] = await self._call(self._client.mget([self._key(key) for key in keys]))
-        return values
+        values = await self._call(self._client.mget([self._key(key) for key in keys]))
+        return [value.encode() if isinstance(value, str) else value for value in values]
 
     async def store(self, records: Mapping[str, bytes], ttl: float) -> None:
         if not records:
@@ -228,7 +227,7 @@ class _RedisLink(BrokerLink):
         await self._call(pipe.execute())
 
     async def release(self, key: str, value: bytes) -> None:
-        await self._call(self._client.eval(_RELEASE, 1, self._key(key), value))  # type: ignore[no-untyped-call]
+        await self._call(self._client.eval(_RELEASE, 1, self._key(key), value))
 
     def publish(self, topic: str, payload: bytes) -> None:
         if not self._is_up or len(self._queue) >= self._broker.max_queued:
@@ -261,7 +260,7 @@ class _RedisLink(BrokerLink):
             try:
                 pipe = self._client.pipeline(transaction=False)
                 for topic, payload in batch:
-                    pipe.publish(self._channels[topic], payload)
+                    pipe.publish(self._broker.channel_of(topic), payload)  # any topic, subscribed or not
                 await pipe.execute()
             except (RedisError, OSError) as exc:
                 self._drop(len(batch), f"publishing failed: {exc}")

@@ -86,7 +86,10 @@ async def sends_and_polls_reach_the_owner_from_any_instance(make_broker: MakeBro
         assert await svc.post(2, "/000/s1/xhr_send", b'["two"]') == (204, "")
         # jsonp_send through another instance, with its own answer.
         status, body = await svc.post(
-            1, "/000/s1/jsonp_send", b"d=%5B%22three%22%5D", headers={"Content-Type": "application/x-www-form-urlencoded"}
+            1,
+            "/000/s1/jsonp_send",
+            b"d=%5B%22three%22%5D",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert (status, body) == (200, "ok")
         # The owner has them, in order, before the sender got its answer.

@@ -4,11 +4,14 @@ over a real redis-server in ``tests/integration/test_redis_relay.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 import pytest
 
-from sockjs_asgi import Broker, MemoryBroker
+from sockjs_asgi import Broker, MemoryBroker, Metrics
+from sockjs_asgi._broker import BrokerLink, Deliver
 
 from . import cluster_scenarios
 from .cluster_scenarios import SCENARIOS
@@ -24,3 +27,88 @@ async def test_scenario(scenario: Callable[[cluster_scenarios.MakeBroker], Await
         return shared
 
     await scenario(make_broker)
+
+
+class CountingLink(BrokerLink):
+    """A MemoryBroker link that counts what it is asked to do."""
+
+    def __init__(self, link: BrokerLink, counts: Counter[str]) -> None:
+        self._link = link
+        self.counts = counts
+
+    @property
+    def is_connected(self) -> bool:
+        return self._link.is_connected
+
+    @property
+    def has_peers(self) -> bool:
+        return self._link.has_peers
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.counts["publish"] += 1
+        self._link.publish(topic, payload)
+
+    async def claim(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        self.counts["claim"] += 1
+        return await self._link.claim(key, value, ttl)
+
+    async def load(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.counts["load"] += 1
+        return await self._link.load(keys)
+
+    async def store(self, records: Mapping[str, bytes], ttl: float) -> None:
+        self.counts["store"] += 1  # the once-a-second liveness record, not a request's cost
+        await self._link.store(records, ttl)
+
+    async def release(self, key: str, value: bytes) -> None:
+        self.counts["release"] += 1
+        await self._link.release(key, value)
+
+
+class CountingBroker(Broker):
+    def __init__(self, shared: MemoryBroker) -> None:
+        self.shared = shared
+        self.counts: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def connect(self, topics: Collection[str], deliver: Deliver, metrics: Metrics) -> AsyncIterator[BrokerLink]:
+        async with self.shared.connect(topics, deliver, metrics) as link:
+            yield CountingLink(link, self.counts)
+
+
+def request_cost(counts: Counter[str]) -> dict[str, int]:
+    return {name: count for name, count in counts.items() if name != "store" and count}
+
+
+async def test_cost_nothing_on_the_owner_and_a_bounded_number_of_operations_when_relayed() -> None:
+    shared = MemoryBroker()
+    brokers: list[CountingBroker] = []
+
+    def make_broker() -> Broker:
+        brokers.append(CountingBroker(shared))
+        return brokers[-1]
+
+    async with cluster_scenarios.service(make_broker, count=2) as svc:
+        owner, relay = brokers
+        # Creating a session: one read (is it elsewhere?) and one claim of its owner record.
+        assert await svc.post(0, "/000/c1/xhr") == (200, "o\n")
+        assert request_cost(owner.counts) == {"load": 1, "claim": 1}
+        owner.counts.clear()
+        # Served where it lives: nothing at all, however many requests.
+        for number in range(5):
+            assert (await svc.post(0, "/000/c1/xhr_send", f'["{number}"]'.encode()))[0] == 204
+            assert (await svc.post(0, "/000/c1/xhr"))[0] == 200
+        assert request_cost(owner.counts) == {}
+        assert request_cost(relay.counts) == {}
+        # Relayed: the owner record and the owner's liveness are read once, then cached; each
+        # send is one publication there and one back.
+        for number in range(5):
+            assert (await svc.post(1, "/000/c1/xhr_send", f'["r{number}"]'.encode()))[0] == 204
+        assert request_cost(relay.counts) == {"load": 2, "publish": 5}
+        assert request_cost(owner.counts) == {"publish": 5}
+        # A relayed poll: one request, then one publication for "attached" and one per frame.
+        relay.counts.clear()
+        owner.counts.clear()
+        assert await svc.post(1, "/000/c1/xhr") == (200, 'a["r0","r1","r2","r3","r4"]\n')
+        assert request_cost(relay.counts) == {"publish": 1}
+        assert request_cost(owner.counts) == {"publish": 2}

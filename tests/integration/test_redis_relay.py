@@ -1,0 +1,56 @@
+"""Sessions served by whichever instance gets the request, over a real redis-server: the
+scenarios of ``tests/asgi/cluster_scenarios.py``, each app with a RedisBroker of its own on one
+channel, as the processes of one service would be.
+
+redis-py's asyncio client runs on asyncio only, so these run on asyncio (the same scenarios run
+on trio over a MemoryBroker in ``tests/asgi/test_cluster.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from examples.cluster.launch import Redis, free_port
+
+from sockjs_asgi import Broker, RedisBroker
+from tests.asgi import cluster_scenarios
+from tests.asgi.cluster_scenarios import SCENARIOS
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None and os.environ.get("CI") != "true",
+        reason="needs Debian's redis-server (.ci/run installs it)",
+    ),
+]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # see the module docstring
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = Redis("redis", free_port(), tmp_path_factory.mktemp("redis") / "redis.log")
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario.__name__ for scenario in SCENARIOS])
+async def test_scenario(
+    redis_url: str, scenario: Callable[[cluster_scenarios.MakeBroker], Awaitable[None]], request: pytest.FixtureRequest
+) -> None:
+    channel = request.node.name  # a service of its own for each test
+
+    def make_broker() -> Broker:
+        return RedisBroker(redis_url, channel=channel, reconnect_delay=0.05, max_reconnect_delay=0.2)
+
+    await scenario(make_broker)
