@@ -1,6 +1,6 @@
 """Sessions served by whichever instance gets the request, over one MemoryBroker shared by
 several apps (as if each were a process): see ``cluster_scenarios``.  The same scenarios run
-over a real redis-server in ``tests/integration/test_redis_relay.py``."""
+over a real redis-server in ``tests/cluster/test_redis_relay.py``."""
 
 from __future__ import annotations
 

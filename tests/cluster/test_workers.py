@@ -37,7 +37,7 @@ import pytest
 from examples.cluster.launch import ROOT, Redis, _die_with_parent, free_port
 
 from .client import SSL_CONTEXT, TIMEOUT, TRANSPORTS, Ended, Session
-from .test_haproxy_cluster import Crowd, Delivery, delivery, report
+from .crowd import Crowd, Delivery, full_round, report
 
 pytestmark = [
     pytest.mark.anyio,
@@ -180,12 +180,6 @@ async def crowd_of(url: str, members: list[Session]) -> AsyncIterator[Crowd]:
             task_group.cancel_scope.cancel()
 
 
-async def round_of(crowd: Crowd, everyone: list[Session], tag: str, count: int) -> Delivery:
-    await crowd.send_round(everyone, tag, count)
-    await crowd.wait_received(everyone, tag, dict.fromkeys(range(len(everyone)), len(everyone) * count))
-    return delivery(crowd, everyone, everyone, tag, count)
-
-
 def as_worker(session: Session) -> WorkerSession:
     assert isinstance(session, WorkerSession)
     return session
@@ -197,7 +191,7 @@ async def test_any_worker_serves_any_request_and_a_killed_worker_ends_only_its_s
         owners = Counter(session.backend for session in everyone)
         assert len(owners) == WORKERS, owners  # sessions on every worker
 
-        first = await round_of(crowd, list(everyone), "first", 2)
+        first = await full_round(crowd, list(everyone), list(everyone), "first", 2)
         assert first == Delivery(expected=120 * 120 * 2, delivered=120 * 120 * 2)
         assert [session for session in everyone if session.ended] == []
         relayed = sum(session.relayed for session in everyone)
@@ -228,7 +222,7 @@ async def test_any_worker_serves_any_request_and_a_killed_worker_ends_only_its_s
         await crowd.open(newcomers)
         ended = [session for session in everyone if session.ended]
         survivors = [session for session in everyone if not session.ended] + newcomers
-        after = await round_of(crowd, survivors, "after", 1)
+        after = await full_round(crowd, survivors, survivors, "after", 1)
         assert after == Delivery(expected=len(survivors) ** 2, delivered=len(survivors) ** 2)
 
         endings = Counter(f"{session.transport}: {_ending(session)}" for session in ended)

@@ -3,7 +3,8 @@ scenarios of ``tests/asgi/cluster_scenarios.py``, each app with a RedisBroker of
 channel, as the processes of one service would be.
 
 redis-py's asyncio client runs on asyncio only, so these run on asyncio (the same scenarios run
-on trio over a MemoryBroker in ``tests/asgi/test_cluster.py``).
+on trio over a MemoryBroker in ``tests/asgi/test_cluster.py``).  Here rather than in
+tests/integration, which runs after the browser tests (see test_redis_broker.py).
 """
 
 from __future__ import annotations
