@@ -101,6 +101,15 @@ def bench_broker(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.broker", *session.posargs)
 
 
+@nox.session(name="bench-workers")
+def bench_workers(session: nox.Session) -> None:
+    """xhr-polling and xhr-streaming through uvicorn --workers 3 against one process (needs
+    Debian's redis-server)."""
+    install(session, "bench")
+    session.install("-e", ".[redis]")
+    session.run("python", "-m", "benchmarks.workers", *session.posargs)
+
+
 @nox.session
 def soak(session: nox.Session) -> None:
     """Churn and soak (not in the default run, not CI): 100,000 sessions opened and abandoned

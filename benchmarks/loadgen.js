@@ -143,9 +143,11 @@ class HttpConnection {
       this.input = this.input.length ? Buffer.concat([this.input, data]) : data;
       this.read();
     });
-    socket.on('error', (error) => this.exchange && this.exchange.reject(error));
+    socket.on('error', (error) => this.socket === socket && this.exchange && this.exchange.reject(error));
     socket.on('close', () => {
-      if (this.socket === socket) this.socket = null;
+      // A socket closed after its last exchange (no keep-alive) says nothing of the next one's.
+      if (this.socket !== socket) return;
+      this.socket = null;
       const exchange = this.exchange;
       if (exchange && exchange.mode === 'close') {
         this.exchange = null;
@@ -173,6 +175,9 @@ class HttpConnection {
       this.exchange = exchange;
       this.socket.write(
         `POST ${path} HTTP/1.1\r\nHost: ${HOST}:${config.port}\r\nContent-Type: text/plain\r\n` +
+          // config.fresh: a new connection for every request (as behind a proxy that does not
+          // keep connections), so that with several worker processes any of them may answer.
+          (config.fresh ? 'Connection: close\r\n' : '') +
           `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     });

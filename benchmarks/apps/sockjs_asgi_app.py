@@ -4,8 +4,9 @@
 * ``/broadcast``: every message goes to every connected session;
 * ``/flood``: a message ``"N"`` asks for N copies of a 32-character message.
 
-With ``BENCH_REDIS_URL`` set, ``/broadcast`` broadcasts through a :class:`RedisBroker` there, so
-that several processes serve it as one service (``benchmarks/broker.py``).
+With ``BENCH_REDIS_URL`` set, every service has a :class:`RedisBroker` there, so that several
+processes serve it as one service: ``/broadcast`` broadcasts through it (``benchmarks/broker.py``)
+and any process serves any request of a session (``benchmarks/workers.py``).
 """
 
 from __future__ import annotations
@@ -34,5 +35,17 @@ async def flood(conn: Connection) -> None:
 
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL")
-broadcast = SockJSApp(shout, broker=RedisBroker(REDIS_URL, channel="bench-broadcast") if REDIS_URL else None)
-app = SockJSRouter({"/echo": SockJSApp(echo), "/broadcast": broadcast, "/flood": SockJSApp(flood)})
+
+
+def broker(channel: str) -> RedisBroker | None:
+    return RedisBroker(REDIS_URL, channel=channel) if REDIS_URL else None
+
+
+broadcast = SockJSApp(shout, broker=broker("bench-broadcast"))
+app = SockJSRouter(
+    {
+        "/echo": SockJSApp(echo, broker=broker("bench-echo")),
+        "/broadcast": broadcast,
+        "/flood": SockJSApp(flood, broker=broker("bench-flood")),
+    }
+)
