@@ -31,7 +31,7 @@ from . import _http, _websocket
 from ._broker import BroadcastRelay, Broker, MemoryBroker, RecordsUnavailable
 from ._cluster import GONE, Cluster, Writer
 from ._connection import Connection
-from ._hub import Hub
+from ._hub import Hub, deliver
 from ._metrics import Metrics
 from ._options import DEFAULT_SOCKJS_URL, Authorize, Options, names
 from ._session import Channel, Registry
@@ -205,10 +205,11 @@ class SockJSApp:
     ) -> int:
         """Send ``message`` to every connection, or to those of ``room``, or to ``to``.
 
-        The frame is encoded once.  Nothing waits for any receiver: each message is queued, so a
-        slow client never delays the others (one that stopped reading long ago is closed with
-        1013 instead of buffering without bound).  Returns how many connections *of this
-        process* it was queued for; ``exclude`` (say, the sender) is skipped.
+        The frame is encoded once.  Idle websockets get it at once, written by this call; every
+        other receiver has it queued for its own task, so a slow client never delays the others
+        (one that stopped reading long ago is closed with 1013 instead of buffering without
+        bound).  Returns how many connections *of this process* it was given to; ``exclude``
+        (say, the sender) is skipped.
 
         Without ``to``, the broadcast also goes through the :class:`Broker` to the service's
         other processes, which deliver it to their own connections (or their own members of
@@ -224,7 +225,7 @@ class SockJSApp:
         if to is None:
             self._relay.publish(message, room)
         targets = self.hub.room(room) if room is not None else self.hub.connections if to is None else to
-        return self.hub.broadcast(message, targets, exclude)
+        return await deliver(message, targets, exclude)
 
     # -- lifespan ------------------------------------------------------------------------
 

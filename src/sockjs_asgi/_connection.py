@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import HTTPConnection
 
+from ._metrics import utf8_length
 from .protocol.errors import ConnectionClosed
 from .protocol.session import CloseReason
 
@@ -42,6 +43,8 @@ class _Link(Protocol):
     def max_pending_size(self) -> int: ...
 
     def push(self, message: str, encoded: str) -> None: ...
+
+    def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None: ...
 
     def close_now(self, code: int, reason: str) -> None: ...
 
@@ -108,11 +111,11 @@ class Connection:
 
     def _count_out(self, message: str) -> None:
         self._metrics.messages_out += 1
-        self._metrics.bytes_out += len(message.encode("utf-8", "surrogatepass"))
+        self._metrics.bytes_out += utf8_length(message)
 
     def _count_in(self, message: str) -> str:
         self._metrics.messages_in += 1
-        self._metrics.bytes_in += len(message.encode("utf-8", "surrogatepass"))
+        self._metrics.bytes_in += utf8_length(message)
         return message
 
     async def close(self, code: int = CloseReason.GO_AWAY[0], reason: str = CloseReason.GO_AWAY[1]) -> None:
@@ -154,13 +157,3 @@ class Connection:
     def rooms(self) -> frozenset[str]:
         """The rooms this connection is in."""
         return self._hub.rooms_of(self)
-
-    def _push(self, message: str, encoded: str, overflow_factor: int, overflow: tuple[int, str]) -> bool:
-        """Queue a broadcast message without waiting; close a receiver that fell too far behind."""
-        link = self._link
-        if link.pending_size > link.max_pending_size * overflow_factor:
-            link.close_now(*overflow)
-            return False
-        link.push(message, encoded)
-        self._count_out(message)
-        return True

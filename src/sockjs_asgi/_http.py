@@ -188,16 +188,38 @@ async def pump(
     when the session is forgotten under the receiver (a websocket whose socket closed), or when
     ``is_attached()`` turns false: the receiver was detached because its client left, and from
     then on the session's frames belong to whichever receiver attaches next.
+
+    While the pump waits it is *parked*: a websocket's senders may then write to the socket
+    themselves (see :meth:`Channel.offer`), so an idle receiver of a broadcast costs no
+    wake-up.  They move :attr:`Channel.last_write` forward, which the heartbeat deadline
+    follows; the pump's timeout is only re-armed when it wakes, not per frame.
     """
-    while channel.core.state is not SessionState.CLOSED and is_attached():
-        frame = channel.next_frame()
-        if frame is None:
-            with anyio.move_on_after(heartbeat_delay) as timer:
+    channel.last_write = anyio.current_time()
+    # Only a websocket's socket is shared with other writers; successive HTTP receivers of a
+    # session each write to their own response.
+    shared = channel.direct is not None
+    try:
+        while channel.core.state is not SessionState.CLOSED and is_attached():
+            if shared and channel.is_writing:  # another task is finishing a write to the socket
                 await channel.wait_outgoing()
-            if not is_attached():
-                return
-            if not timer.cancelled_caught:
                 continue
-            frame = frames.HEARTBEAT
-        if await write(frame):
-            return
+            frame = channel.next_frame()
+            if frame is None:
+                wait = channel.last_write + heartbeat_delay - anyio.current_time()
+                if wait > 0:
+                    channel.is_parked = True
+                    with anyio.move_on_after(wait):
+                        await channel.wait_outgoing()
+                    channel.is_parked = False
+                    continue
+                frame = frames.HEARTBEAT
+            channel.is_writing = shared
+            try:
+                is_last = await write(frame)
+            finally:
+                channel.is_writing = False
+            channel.last_write = anyio.current_time()
+            if is_last:
+                return
+    finally:
+        channel.is_parked = False

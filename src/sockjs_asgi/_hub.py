@@ -1,23 +1,27 @@
 """Who is connected: the live connections of a service, its rooms, and broadcasting.
 
-A broadcast encodes its message once and appends it to each receiver's queue without waiting,
-so a slow or dead receiver never delays the others.  A receiver whose queue is already far
-past ``max_pending_size`` (it stopped reading) is closed with 1013 rather than let the queue
-grow without bound; nothing is dropped silently.
+A broadcast encodes and frames its message once, writes it at once to idle websockets and
+queues it for every other receiver, so a slow or dead receiver never delays the others.  A
+receiver whose queue is already far past ``max_pending_size`` (it stopped reading) is closed
+with 1013 rather than let the queue grow without bound; nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import anyio
+
+from ._metrics import utf8_length
+from .protocol import frames
 from .protocol.escaping import encode_string
 
 if TYPE_CHECKING:
-    from ._connection import Connection
+    from ._connection import Connection, _Link
 
-__all__ = ["Hub", "push"]
+__all__ = ["Hub", "deliver", "push"]
 
 #: A receiver is closed when a broadcast finds this many times ``max_pending_size`` queued.
 OVERFLOW_FACTOR = 4
@@ -71,12 +75,66 @@ class Hub:
 
 
 def push(message: str, targets: Iterable[Connection], exclude: Connection | None = None) -> int:
-    """Queue ``message`` for every open connection in ``targets`` without waiting; returns how many."""
+    """Queue ``message`` for every open connection in ``targets`` without waiting; returns how many.
+
+    For callers that cannot wait; :func:`deliver` is the faster way for those that can.
+    """
     encoded = encode_string(message)
+    size = utf8_length(message)
     count = 0
     for conn in list(targets):
-        if conn is exclude or conn.is_closed:
+        link = conn._link
+        if conn is exclude or link.is_closed or _overflowing(link):
             continue
-        if conn._push(message, encoded, OVERFLOW_FACTOR, OVERFLOW):
-            count += 1
+        count += 1
+        metrics = conn._metrics
+        metrics.messages_out += 1
+        metrics.bytes_out += size
+        link.push(message, encoded)
     return count
+
+
+async def deliver(message: str, targets: Iterable[Connection], exclude: Connection | None = None) -> int:
+    """Give ``message`` to every open connection in ``targets``; returns how many.
+
+    The message is encoded and framed once.  Idle websockets get it written at once, by this
+    task (see :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`); the others have it
+    queued for their own task.  When a socket cannot take the frame at once (a slow client),
+    every receiver after it has the message queued instead, and only then does this task wait
+    for that one write: one slow client never delays the others.
+    """
+    encoded = encode_string(message)
+    frame = frames.messages((encoded,))
+    size = utf8_length(message)
+    now = anyio.current_time()
+    count = 0
+    blocked: Awaitable[None] | None = None
+    failure: Exception | None = None
+    for conn in list(targets):
+        link = conn._link
+        if conn is exclude or link.is_closed or _overflowing(link):
+            continue
+        count += 1
+        metrics = conn._metrics
+        metrics.messages_out += 1
+        metrics.bytes_out += size
+        if blocked is not None or failure is not None:
+            link.push(message, encoded)
+            continue
+        try:
+            blocked = link.offer(message, encoded, frame, now)
+        except Exception as exc:  # the server refused the write: the others still get theirs
+            failure = exc
+    if blocked is not None:
+        await blocked
+    if failure is not None:
+        raise failure
+    return count
+
+
+def _overflowing(link: _Link) -> bool:
+    """Close a receiver that fell too far behind; returns whether it did."""
+    if link.pending_size > link.max_pending_size * OVERFLOW_FACTOR:
+        link.close_now(*OVERFLOW)
+        return True
+    return False

@@ -13,18 +13,65 @@ the handler.  Neither drops a message.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import anyio
 
+from ._immediate import start
+from ._types import Send
 from .protocol.escaping import encode_string
 from .protocol.session import Session, SessionState
 
-__all__ = ["Channel", "Registry"]
+__all__ = ["SOCKET_LOST", "Channel", "Registry", "Wakeup"]
+
+#: Why a websocket session ended when its socket failed under a write.
+SOCKET_LOST = (1006, "Socket lost")
+
+
+class Wakeup:
+    """Something that tasks wait to change.
+
+    The event under it is created by the first waiter and dropped when it fires, so a change
+    nobody waits for costs one attribute read, and waiters always wait for the next change.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+
+    async def wait(self) -> None:
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+    def fire(self) -> None:
+        event = self._event
+        if event is not None:
+            self._event = None
+            event.set()
 
 
 class Channel:
     """One live session."""
+
+    __slots__ = (
+        "_drained",
+        "_incoming",
+        "_outgoing",
+        "_timing",
+        "client_host",
+        "core",
+        "direct",
+        "incoming",
+        "is_parked",
+        "is_writing",
+        "last_write",
+        "max_incoming_messages",
+        "max_pending_size",
+        "session_id",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -43,27 +90,27 @@ class Channel:
         self.incoming: deque[str] = deque()
         #: The client address that opened the session (for ``verify_ip``).
         self.client_host: str | None = None
-        # Each event is replaced after it fires, so a waiter always waits for the next change.
-        self._outgoing = anyio.Event()  # frames to write, or the session closed
-        self._incoming = anyio.Event()  # messages for the handler, or the session closed
-        self._drained = anyio.Event()  # pending frames written or incoming messages taken
-        self._timing = anyio.Event()  # the expiry deadline moved
+        self._outgoing = Wakeup()  # frames to write, or the session closed
+        self._incoming = Wakeup()  # messages for the handler, or the session closed
+        self._drained = Wakeup()  # pending frames written or incoming messages taken
+        self._timing = Wakeup()  # the expiry deadline moved
+        #: A websocket's ASGI ``send``, used by other tasks while its pump is parked: a message
+        #: for an idle socket is then written by the sender at once, with no task woken.
+        self.direct: Send | None = None
+        #: The pump waits for frames (with nothing of its own to write).
+        self.is_parked = False
+        #: A frame is being written, by the pump or directly; nobody else may write meanwhile.
+        self.is_writing = False
+        #: When a frame last went out (``anyio.current_time()``), for the heartbeat.
+        self.last_write = 0.0
 
     # -- wake-ups ------------------------------------------------------------------------
 
-    @staticmethod
-    def _fire(event: anyio.Event) -> anyio.Event:
-        event.set()
-        return anyio.Event()
-
-    def _outgoing_changed(self) -> None:
-        self._outgoing = self._fire(self._outgoing)
-
     def _closed_changed(self) -> None:
-        self._outgoing = self._fire(self._outgoing)
-        self._incoming = self._fire(self._incoming)
-        self._drained = self._fire(self._drained)
-        self._timing = self._fire(self._timing)
+        self._outgoing.fire()
+        self._incoming.fire()
+        self._drained.fire()
+        self._timing.fire()
 
     # -- the application's side ----------------------------------------------------------
 
@@ -72,23 +119,70 @@ class Channel:
         return self.core.is_closed
 
     async def send(self, message: str) -> None:
-        """Queue a message, waiting while too much is already queued."""
-        encoded = encode_string(message)
-        while self.core.pending_size >= self.max_pending_size and not self.core.is_closed:
-            await self._drained.wait()
-        self.send_encoded_nowait(encoded)
+        """Queue a message, waiting while too much is already queued.
 
-    def send_encoded_nowait(self, encoded: str) -> None:
-        """Queue an encoded message now, whatever is queued (used by broadcasts)."""
+        The pump writes what is queued when it next runs, all of it in one ``a[...]`` frame: a
+        handler answering ten messages read together sends one frame, not ten.
+        """
+        encoded = encode_string(message)
+        core = self.core
+        while core.pending_size >= self.max_pending_size and not core.is_closed:
+            await self._drained.wait()
+        self.push(message, encoded)
+
+    def push(self, message: str, encoded: str) -> None:
+        """Queue an encoded message without waiting, for the pump."""
         self.core.send(encoded)
-        self._outgoing_changed()
+        self._outgoing.fire()
+
+    def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None:
+        """Give a broadcast message to this session without waiting.
+
+        ``frame`` is ``encoded`` alone in an ``a[...]`` frame, built once per broadcast.  An idle
+        websocket (its pump parked, nothing queued) gets it written at once, in the caller's
+        task, as the pump would have written it; anything else is queued for the pump.  If the
+        socket cannot take the frame at once (a slow client), the returned awaitable finishes
+        that one write and must be awaited next; the pump takes over after it.
+        """
+        send = self.direct
+        if send is None or not self.is_parked or self.is_writing or self.core.pending_size:
+            self.push(message, encoded)
+            return None
+        self.is_writing = True
+        self.last_write = now
+        try:
+            blocked = start(send({"type": "websocket.send", "text": frame}))
+        except OSError:  # the server reports the socket gone
+            self._socket_lost()
+            return None
+        except BaseException:
+            self._write_done()
+            raise
+        if blocked is None:
+            self.is_writing = False
+            return None
+        self.is_parked = False
+        return self._finish_write(blocked)
+
+    async def _finish_write(self, blocked: Awaitable[object]) -> None:
+        try:
+            await blocked
+        except OSError:
+            self._socket_lost()
+        finally:
+            self._write_done()
+
+    def _write_done(self) -> None:
+        self.is_writing = False
+        self._outgoing.fire()
+
+    def _socket_lost(self) -> None:
+        self.is_writing = False
+        self.terminate(*SOCKET_LOST)
 
     @property
     def pending_size(self) -> int:
         return self.core.pending_size
-
-    def push(self, message: str, encoded: str) -> None:
-        self.send_encoded_nowait(encoded)
 
     @property
     def close_code(self) -> int | None:
@@ -110,7 +204,7 @@ class Channel:
                 return None
             await self._incoming.wait()
         message = self.incoming.popleft()
-        self._drained = self._fire(self._drained)
+        self._drained.fire()
         return message
 
     # -- the client's side ---------------------------------------------------------------
@@ -123,18 +217,18 @@ class Channel:
             if self.core.is_closed:
                 return
             self.incoming.append(message)
-            self._incoming = self._fire(self._incoming)
+            self._incoming.fire()
 
     def attach(self) -> str | None:
         refused = self.core.attach()
         if refused is None:
-            self._timing = self._fire(self._timing)
+            self._timing.fire()
         return refused
 
     def next_frame(self) -> str | None:
         frame = self.core.next_frame()
         if frame is not None and frame.startswith("a"):
-            self._drained = self._fire(self._drained)
+            self._drained.fire()
         return frame
 
     async def wait_outgoing(self) -> None:
@@ -147,12 +241,12 @@ class Channel:
         if self.core.is_closed and not was_closed:
             self._closed_changed()
         else:
-            self._timing = self._fire(self._timing)
+            self._timing.fire()
 
     def expire_now(self) -> None:
         """Forget the session as soon as no receiver is attached (the server is stopping)."""
         self.core.disconnect_delay = 0
-        self._timing = self._fire(self._timing)
+        self._timing.fire()
 
     def terminate(self, code: int, reason: str) -> None:
         """Close and forget at once (a websocket session whose socket is gone)."""
@@ -164,11 +258,12 @@ class Channel:
     async def supervise(self) -> None:
         """Expire the session when the core says so; returns once it is CLOSED."""
         while self.core.state is not SessionState.CLOSED:
-            event = self._timing
             deadline = self.core.next_deadline()
-            delay = float("inf") if deadline is None else deadline - anyio.current_time()
-            with anyio.move_on_after(delay):
-                await event.wait()
+            if deadline is None:
+                await self._timing.wait()
+            else:
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    await self._timing.wait()
             if self.core.tick(anyio.current_time()):
                 self._closed_changed()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -15,6 +16,8 @@ from starlette.requests import HTTPConnection
 
 from ._connection import Connection
 from ._http import pump
+from ._immediate import start
+from ._session import SOCKET_LOST, Wakeup
 from ._types import Receive, Scope, Send
 from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
@@ -133,6 +136,8 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
         await send({"type": "websocket.send", "text": frame})
         return frames.is_close(frame)
 
+    channel.direct = send
+
     async def run_pump() -> None:
         nonlocal socket_open
         try:
@@ -159,7 +164,27 @@ class RawLink:
     Like a SockJS session, it has two queues: :meth:`read` fills the incoming one, so that a
     handler waiting in :meth:`receive` wakes when the connection closes from either side, and
     :meth:`write` empties the outgoing one, so that a broadcast can add to it without waiting.
+    While :meth:`write` waits with nothing to write, senders write to the socket themselves
+    (see :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`).
     """
+
+    __slots__ = (
+        "_incoming",
+        "_outgoing",
+        "_pending",
+        "_receive",
+        "_room",
+        "_send",
+        "_socket_closed",
+        "_taken",
+        "close_code",
+        "close_reason",
+        "is_parked",
+        "is_writing",
+        "max_incoming_messages",
+        "max_pending_size",
+        "pending_size",
+    )
 
     def __init__(self, receive: Receive, send: Send, *, max_pending_size: int, max_incoming_messages: int) -> None:
         self._receive = receive
@@ -171,12 +196,12 @@ class RawLink:
         self.close_reason: str | None = None
         self._pending: deque[str] = deque()
         self.pending_size = 0
-        self._changed = anyio.Event()
+        self._outgoing = Wakeup()  # messages to write, or closed
+        self._taken = Wakeup()  # incoming messages for the handler, or closed
+        self._room = Wakeup()  # a queue shrank, or closed
         self._socket_closed = False
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        self.is_parked = False
+        self.is_writing = False
 
     @property
     def is_closed(self) -> bool:
@@ -184,38 +209,95 @@ class RawLink:
 
     async def send(self, message: str) -> None:
         while self.pending_size >= self.max_pending_size and not self.is_closed:
-            await self._changed.wait()
+            await self._room.wait()
         if self.is_closed:
             raise ConnectionClosed("the connection is closed")
-        self.push(message, message)
+        # No frame packs raw messages: one for an idle socket is written at once, by the caller.
+        blocked = self.offer(message, message, message, 0.0)
+        if blocked is not None:
+            await blocked
 
     def push(self, message: str, encoded: str) -> None:
+        """Queue a message for :meth:`write`."""
         self._pending.append(message)
         self.pending_size += len(message)
-        self._wake()
+        self._outgoing.fire()
+
+    def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None:
+        """Write ``message`` at once if the socket is idle, else queue it; see ``Channel.offer``."""
+        if not self.is_parked or self.is_writing or self._pending:
+            self.push(message, encoded)
+            return None
+        self.is_writing = True
+        try:
+            blocked = start(self._send({"type": "websocket.send", "text": message}))
+        except OSError:
+            self._socket_lost()
+            return None
+        except BaseException:
+            self._write_done()
+            raise
+        if blocked is None:
+            self.is_writing = False
+            return None
+        self.is_parked = False
+        return self._finish_write(blocked)
+
+    async def _finish_write(self, blocked: Awaitable[None]) -> None:
+        try:
+            await blocked
+        except OSError:
+            self._socket_lost()
+        finally:
+            self._write_done()
+
+    def _write_done(self) -> None:
+        self.is_writing = False
+        self._outgoing.fire()
+
+    def _socket_lost(self) -> None:
+        self.is_writing = False
+        self.close_now(*SOCKET_LOST)
+
+    def _take(self) -> str:
+        message = self._pending.popleft()
+        self.pending_size -= len(message)
+        self._room.fire()
+        return message
 
     def close_now(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-            self._wake()
+            self._outgoing.fire()
+            self._taken.fire()
+            self._room.fire()
 
     async def write(self) -> None:
         """Write queued messages until the connection closes, then close the socket."""
         try:
             while True:
-                while self._pending:
-                    message = self._pending.popleft()
-                    self.pending_size -= len(message)
-                    self._wake()
-                    await self._send({"type": "websocket.send", "text": message})
-                if self.is_closed:
+                if self.is_writing:  # another task is finishing a write
+                    await self._outgoing.wait()
+                elif self._pending:
+                    message = self._take()
+                    self.is_writing = True
+                    try:
+                        await self._send({"type": "websocket.send", "text": message})
+                    finally:
+                        self.is_writing = False
+                elif self.is_closed:
                     break
-                await self._changed.wait()
+                else:
+                    self.is_parked = True
+                    try:
+                        await self._outgoing.wait()
+                    finally:
+                        self.is_parked = False
             if not self._socket_closed:
                 self._socket_closed = True
                 await self._send({"type": "websocket.close", "code": self.close_code, "reason": self.close_reason})
         except OSError:
-            self.close_now(1006, "Socket lost")  # the server reports the socket gone
+            self.close_now(*SOCKET_LOST)  # the server reports the socket gone
 
     async def read(self) -> None:
         """Read the socket until it closes, queueing text messages for :meth:`receive`."""
@@ -229,18 +311,18 @@ class RawLink:
             if text is None or self.is_closed:
                 continue  # nothing to deliver; keep reading until the socket closes
             while len(self._incoming) >= self.max_incoming_messages and not self.is_closed:
-                await self._changed.wait()
+                await self._room.wait()
             self._incoming.append(text)
-            self._wake()
+            self._taken.fire()
 
     async def receive(self) -> str | None:
         """The next message; ``None`` once the connection is closed and nothing is left."""
         while not self._incoming:
             if self.is_closed:
                 return None
-            await self._changed.wait()
+            await self._taken.wait()
         message = self._incoming.popleft()
-        self._wake()
+        self._room.fire()
         return message
 
 

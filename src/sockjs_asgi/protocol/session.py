@@ -75,6 +75,20 @@ class Session:
     creation time on whatever monotonic clock the caller uses for every later call.
     """
 
+    __slots__ = (
+        "_close_frame",
+        "_detached_at",
+        "_open_sent",
+        "_pending",
+        "close_code",
+        "close_reason",
+        "disconnect_delay",
+        "has_receiver",
+        "is_closed",
+        "pending_size",
+        "state",
+    )
+
     def __init__(self, *, disconnect_delay: float, now: float) -> None:
         self.state = SessionState.CONNECTING
         self.disconnect_delay = disconnect_delay
@@ -85,20 +99,14 @@ class Session:
         self._close_frame: str | None = None
         self._open_sent = False
         self._pending: list[str] = []
-        self._pending_size = 0
+        #: Characters of encoded messages waiting for a receiver.
+        self.pending_size = 0
+        #: Whether the session is closing or closed: nothing more can be sent.  (Plain
+        #: attributes rather than properties: a broadcast reads them once per receiver.)
+        self.is_closed = False
         self._detached_at = now
 
     # -- the application's side ---------------------------------------------------------
-
-    @property
-    def pending_size(self) -> int:
-        """Characters of encoded messages waiting for a receiver."""
-        return self._pending_size
-
-    @property
-    def is_closed(self) -> bool:
-        """Whether the session is closing or closed: nothing more can be sent."""
-        return self.state in (SessionState.CLOSING, SessionState.CLOSED)
 
     def send(self, encoded: str) -> None:
         """Queue one message, already encoded with ``encode_string``.
@@ -108,7 +116,7 @@ class Session:
         if self.is_closed:
             raise ConnectionClosed("the session is closed")
         self._pending.append(encoded)
-        self._pending_size += len(encoded)
+        self.pending_size += len(encoded)
 
     def close(self, code: int, reason: str) -> bool:
         """Close the session with ``code`` and ``reason``.
@@ -118,6 +126,7 @@ class Session:
         if self.is_closed:
             return False
         self.state = SessionState.CLOSING
+        self.is_closed = True
         self.close_code, self.close_reason = code, reason
         self._close_frame = frames.close(code, reason)
         return True
@@ -160,7 +169,7 @@ class Session:
         if self._pending:
             frame = frames.messages(self._pending)
             self._pending = []
-            self._pending_size = 0
+            self.pending_size = 0
             return frame
         return self._close_frame
 
