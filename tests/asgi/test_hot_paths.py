@@ -1,0 +1,259 @@
+"""What the hot paths cost, counted rather than timed (issue #8): wake-ups, events and tasks.
+
+A broadcast to idle websockets must write each frame from the broadcaster, waking no task and
+creating no event; a slow socket must not hold up the others; an idle session holds a fixed
+number of tasks per transport.  The sockets here are driven the way an ASGI server drives
+them: ``send`` returns at once while the socket has room (uvicorn's does) and waits while it is
+full.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import TaskGroup
+
+from sockjs_asgi import Connection, SockJSApp
+from sockjs_asgi._metrics import utf8_length
+from sockjs_asgi.testing import TestClient
+
+from .support import TIMEOUT, XHR_STREAMING_PRELUDE, Message, echo, session_url
+
+pytestmark = pytest.mark.anyio
+
+
+class Socket:
+    """One websocket as a server drives it; ``full`` makes ``send`` wait until ``drain()``."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self._to_app, self._from_client = anyio.create_memory_object_stream[Message](math.inf)
+        self._room: anyio.Event | None = None
+        #: The client vanished: sends fail as uvicorn's do (ClientDisconnected, an OSError).
+        self.is_gone = False
+
+    @property
+    def is_full(self) -> bool:
+        return self._room is not None
+
+    def fill(self) -> None:
+        self._room = anyio.Event()
+
+    def drain(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    async def send(self, message: Message) -> None:
+        if self.is_gone:
+            raise OSError("the client is gone")
+        if self._room is not None:
+            await self._room.wait()
+        if message["type"] == "websocket.send":
+            self.frames.append(message["text"])
+
+    async def receive(self) -> Message:
+        message = await self._from_client.receive()
+        if message["type"] == "websocket.disconnect":
+            self._from_client.close()  # the server reads no more
+        return message
+
+    def client_sends(self, message: Message) -> None:
+        self._to_app.send_nowait(message)
+
+    def open(self, task_group: TaskGroup, app: SockJSApp, path: str) -> None:
+        scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0"},
+            "path": path,
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+            "scheme": "ws",
+            "subprotocols": [],
+        }
+        self.client_sends({"type": "websocket.connect"})
+        task_group.start_soon(app, scope, self.receive, self.send)
+
+    def close(self) -> None:
+        """The client closes the socket."""
+        self.client_sends({"type": "websocket.disconnect", "code": 1000})
+        self._to_app.close()
+
+
+@contextmanager
+def counting_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Count the ``anyio.Event`` objects created in the block."""
+    real = anyio.Event
+    created = [0]
+
+    def event() -> anyio.Event:
+        created[0] += 1
+        return real()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(anyio, "Event", event)
+        yield created
+
+
+async def listen(conn: Connection) -> None:
+    async for _ in conn:
+        pass
+
+
+async def open_sockets(task_group: TaskGroup, app: SockJSApp, count: int, *, raw: bool = False) -> list[Socket]:
+    sockets = [Socket() for _ in range(count)]
+    for socket in sockets:
+        socket.open(task_group, app, "/websocket" if raw else session_url() + "/websocket")
+    await anyio.wait_all_tasks_blocked()
+    assert all(socket.frames == ([] if raw else ["o"]) for socket in sockets)
+    return sockets
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["websocket", "raw_websocket"])
+async def test_a_broadcast_to_idle_websockets_wakes_no_task(monkeypatch: pytest.MonkeyPatch, raw: bool) -> None:
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 50, raw=raw)
+            with counting_events(monkeypatch) as created:
+                for number in range(10):
+                    assert await app.broadcast(f"m{number}") == 50
+                    # Written before broadcast() returned, by the broadcaster itself.
+                    assert all(len(socket.frames) == number + (1 if raw else 2) for socket in sockets)
+            # No task woke: a woken pump would have waited again, on a new event.
+            assert created[0] == 0
+            expected = [f"m{number}" for number in range(10)]
+            for socket in sockets:
+                assert socket.frames == (expected if raw else ["o"] + [f'a["{m}"]' for m in expected])
+            assert app.metrics.messages_out == 500
+            assert app.metrics.bytes_out == 500 * 2
+            for socket in sockets:
+                socket.close()
+
+
+async def test_a_slow_websocket_does_not_delay_the_others() -> None:
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 10)
+            slow = sockets[3]
+            slow.fill()
+            returned = anyio.Event()
+
+            async def broadcast() -> None:
+                await app.broadcast("one")
+                returned.set()
+
+            task_group.start_soon(broadcast)
+            await anyio.wait_all_tasks_blocked()
+            # Everyone but the full socket has the frame; the broadcaster waits for that one.
+            assert [socket.frames for socket in sockets if socket is not slow] == [["o", 'a["one"]']] * 9
+            assert slow.frames == ["o"] and not returned.is_set()
+            # Later broadcasts queue for the slow socket, without waiting.
+            assert await app.broadcast("two") == 10
+            assert await app.broadcast("three") == 10
+            slow.drain()
+            await returned.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert slow.frames == ["o", 'a["one"]', 'a["two","three"]']
+            assert all(socket.frames[1:] == ['a["one"]', 'a["two"]', 'a["three"]'] for socket in sockets[4:])
+            # Once caught up, the slow socket is written directly again.
+            assert await app.broadcast("four") == 10
+            assert slow.frames[-1] == 'a["four"]'
+            for socket in sockets:
+                socket.close()
+
+
+async def test_a_socket_gone_under_a_broadcast_ends_only_its_session() -> None:
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 3)
+            sockets[1].is_gone = True
+            assert await app.broadcast("x") == 3
+            await anyio.wait_all_tasks_blocked()
+            assert [socket.frames for socket in sockets] == [["o", 'a["x"]'], ["o"], ["o", 'a["x"]']]
+            assert len(app.connections) == 2
+            for socket in sockets:
+                socket.close()
+
+
+async def test_an_echo_of_ten_messages_read_together_leaves_in_one_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = SockJSApp(echo)
+    ten = [f"m{number}" for number in range(10)]
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1)
+            with counting_events(monkeypatch) as created:
+                socket.client_sends({"type": "websocket.receive", "text": '["' + '","'.join(ten) + '"]'})
+                await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'a["' + '","'.join(ten) + '"]']
+            # One wake-up of the handler and one of the pump, whatever the number of messages.
+            assert created[0] == 2
+            socket.close()
+
+
+async def _tasks_per_session(open_one: Any, count: int = 5) -> float:
+    before = len(anyio.get_running_tasks())
+    for _ in range(count):
+        await open_one()
+    await anyio.wait_all_tasks_blocked()
+    return (len(anyio.get_running_tasks()) - before) / count
+
+
+async def test_tasks_per_idle_session_by_transport() -> None:
+    """The tasks an idle session holds, the ASGI request's own task included."""
+    counts: dict[str, float] = {}
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client, anyio.create_task_group() as holders:
+
+            async def hold(transport: str) -> None:
+                ready = anyio.Event()
+
+                async def session() -> None:
+                    if transport == "websocket":
+                        async with client.websocket(session_url() + "/websocket") as socket:
+                            assert await socket.receive_text() == "o"
+                            ready.set()
+                            await anyio.sleep_forever()
+                    elif transport == "raw_websocket":
+                        async with client.websocket("/websocket"):
+                            ready.set()
+                            await anyio.sleep_forever()
+                    else:
+                        url = session_url()
+                        if transport == "xhr":
+                            assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+                            ready.set()
+                            await client.request("POST", url + "/xhr")  # the poll that waits
+                        else:
+                            async with client.stream("POST", url + "/xhr_streaming") as stream:
+                                assert await stream.read() == XHR_STREAMING_PRELUDE
+                                assert await stream.read() == b"o\n"
+                                ready.set()
+                                await anyio.sleep_forever()
+
+                holders.start_soon(session)
+                await ready.wait()
+
+            for transport in ("websocket", "raw_websocket", "xhr", "xhr_streaming"):
+                # The client's own side of a session holds one task here (``session`` above).
+                counts[transport] = await _tasks_per_session(lambda t=transport: hold(t)) - 1
+            holders.cancel_scope.cancel()
+    # websocket: the ASGI task runs the handler; a reader and the pump.  HTTP: the request
+    # (pump) and its disconnect watcher; the session's handler and its expiry supervisor.
+    assert counts == {"websocket": 3, "raw_websocket": 3, "xhr": 4, "xhr_streaming": 4}
+
+
+@pytest.mark.parametrize("text", ["", "ascii only", "Grüße", "emoji 😀", "lone \ud800 surrogate", "\u2028"], ids=repr)
+def test_utf8_length_is_the_encoded_length(text: str) -> None:
+    assert utf8_length(text) == len(text.encode("utf-8", "surrogatepass"))
