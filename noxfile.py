@@ -92,6 +92,14 @@ def bench_smoke(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", "--smoke", *session.posargs)
 
 
+@nox.session
+def scale(session: nox.Session) -> None:
+    """50,000 idle websocket sessions on one uvicorn process, then broadcasts to all (not in CI):
+    RSS per session and time until all have each message, against bare ASGI."""
+    install(session, "bench")
+    session.run("python", "-m", "benchmarks.scale", *session.posargs)
+
+
 @nox.session(name="bench-broker")
 def bench_broker(session: nox.Session) -> None:
     """Broadcast through the Redis broker on one process and on two, against the in-memory broker
