@@ -12,7 +12,8 @@ const readline = require('readline');
 const WebSocket = require('ws');
 
 const config = JSON.parse(process.argv[2]);
-const CONCURRENCY = 200;
+const CONCURRENCY = 100;
+const ATTEMPTS = 3; // a connection refused in the storm of connects is tried again
 const now = () => performance.timeOrigin + performance.now();
 const sockets = [];
 const missing = new Map(); // round -> sockets still waiting for it
@@ -21,7 +22,7 @@ function emit(object) {
   process.stdout.write(JSON.stringify(object) + '\n');
 }
 
-function open(index) {
+function connect(index) {
   const id = (config.first + index).toString(36);
   const path = config.kind === 'sockjs' ? `/broadcast/000/${id}/websocket` : `/broadcast/${id}`;
   return new Promise((resolve, reject) => {
@@ -29,14 +30,28 @@ function open(index) {
       localAddress: config.address,
       perMessageDeflate: false,
     });
+    let isOpen = false;
     socket.once('message', (data) => {
-      if (data.toString() !== 'o') reject(new Error(`expected "o", got ${data}`));
+      if (data.toString() !== 'o') fail(`expected "o", got ${data}`);
+      isOpen = true;
       socket.on('message', (more) => received(more.toString()));
       resolve(socket);
     });
-    socket.once('error', reject);
-    socket.once('close', () => { if (!config.quitting) fail(`socket ${id} closed`); });
+    socket.on('error', (error) => { if (!isOpen) reject(error); });
+    socket.once('close', (code, reason) => {
+      if (isOpen && !config.quitting) fail(`socket ${id} closed by the server: ${code} ${reason}`);
+    });
   });
+}
+
+async function open(index) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connect(index);
+    } catch (error) {
+      if (attempt === ATTEMPTS) throw error;
+    }
+  }
 }
 
 function received(text) {
