@@ -12,7 +12,7 @@ receivers to their own tasks before it waits.
 from __future__ import annotations
 
 import types
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Generator, Iterator
 from typing import Any
 
 __all__ = ["start"]
@@ -28,8 +28,8 @@ def start(awaitable: Awaitable[object]) -> Awaitable[None] | None:
         steps: Any = awaitable
     else:
         steps = awaitable.__await__()
-        if not isinstance(steps, Generator):  # futures' are; anything else is just awaited
-            return _whole(awaitable)
+        if not isinstance(steps, Generator):  # futures' are; a bare iterator cannot be stepped
+            return _whole(steps)
     try:
         yielded = steps.send(None)
     except StopIteration:
@@ -37,8 +37,9 @@ def start(awaitable: Awaitable[object]) -> Awaitable[None] | None:
     return _rest(steps, yielded)
 
 
-async def _whole(awaitable: Awaitable[object]) -> None:
-    await awaitable
+@types.coroutine
+def _whole(steps: Iterator[Any]) -> Generator[Any, Any, None]:
+    yield from steps
 
 
 @types.coroutine

@@ -36,6 +36,8 @@ class Socket:
         self._room: anyio.Event | None = None
         #: The client vanished: sends fail as uvicorn's do (ClientDisconnected, an OSError).
         self.is_gone = False
+        #: The server refuses the message outright (say, a bug in it).
+        self.refusal: Exception | None = None
 
     @property
     def is_full(self) -> bool:
@@ -52,6 +54,8 @@ class Socket:
     async def send(self, message: Message) -> None:
         if self.is_gone:
             raise OSError("the client is gone")
+        if self.refusal is not None:
+            raise self.refusal
         if self._room is not None:
             await self._room.wait()
         if message["type"] == "websocket.send":
@@ -182,6 +186,21 @@ async def test_a_socket_gone_under_a_broadcast_ends_only_its_session() -> None:
             await anyio.wait_all_tasks_blocked()
             assert [socket.frames for socket in sockets] == [["o", 'a["x"]'], ["o"], ["o", 'a["x"]']]
             assert len(app.connections) == 2
+            for socket in sockets:
+                socket.close()
+
+
+async def test_a_write_the_server_refuses_is_raised_after_the_others_got_theirs() -> None:
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 3)
+            sockets[0].refusal = RuntimeError("refused")
+            with pytest.raises(RuntimeError, match="refused"):
+                await app.broadcast("x")
+            await anyio.wait_all_tasks_blocked()
+            assert [socket.frames for socket in sockets[1:]] == [["o", 'a["x"]']] * 2
+            sockets[0].refusal = None
             for socket in sockets:
                 socket.close()
 
