@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import Outcome
-from .scenarios import Figure
+from .scenarios import TARGETED, Figure
 from .servers import Server
 
 
@@ -110,14 +110,30 @@ def cell_text(cell: Cell, figure: Figure, is_reference: bool) -> str:
 def table(
     cells: dict[tuple[str, str, str], Cell], figures: Sequence[Figure], servers: Sequence[Server], reference: Server
 ) -> str:
-    """A Markdown table: a row per figure, a column per server; ratios to the reference."""
+    """A Markdown table: a row per figure, a column per server; ratios to the reference.
+
+    When figures have targets and :data:`TARGETED` was run, a last column says whether it met them.
+    """
+    targeted = any(f.target for f in figures) and any(s.name == TARGETED for s in servers)
     header = ["scenario", *(f"{s.name} (reference)" if s is reference else s.name for s in servers)]
+    if targeted:
+        header.append(f"target for {TARGETED}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for figure in figures:
         label = figure.label + ("" if figure.higher_is_better else " (lower is better)")
         texts = [cell_text(cells[(figure.scenario, figure.metric, s.name)], figure, s is reference) for s in servers]
+        if targeted:
+            texts.append(target_text(cells[(figure.scenario, figure.metric, TARGETED)], figure))
         lines.append("| " + " | ".join([label, *texts]) + " |")
     return "\n".join(lines)
+
+
+def target_text(cell: Cell, figure: Figure) -> str:
+    if figure.target is None:
+        return ""
+    met = figure.target.is_met(figure, cell.ratio, cell.value)
+    verdict = "no figure" if met is None else "met" if met else "NOT met"
+    return f"{figure.target.text(figure)}: {verdict}"
 
 
 def problems(cells: dict[tuple[str, str, str], Cell]) -> list[str]:

@@ -113,6 +113,27 @@ class Figure:
     higher_is_better: bool = True
     #: Show the absolute value of every server, not only the reference's.
     absolute: bool = False
+    #: What sockjs-asgi (:data:`TARGETED`) should reach, from issue #8.
+    target: Target | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound on a figure's ratio to the reference, or on the figure itself."""
+
+    bound: float
+    on_ratio: bool = True
+
+    def is_met(self, figure: Figure, ratio: float | None, value: float | None) -> bool | None:
+        """Whether it is met; ``None`` without the figure."""
+        measured = ratio if self.on_ratio else value
+        if measured is None:
+            return None
+        return measured >= self.bound if figure.higher_is_better else measured <= self.bound
+
+    def text(self, figure: Figure) -> str:
+        sign = ">=" if figure.higher_is_better else "<="
+        return f"{sign} {self.bound:g}x" if self.on_ratio else f"{sign} {self.bound:g} {figure.unit}"
 
 
 def sized(full: dict[str, Any], smoke: dict[str, Any]) -> Callable[[bool], dict[str, Any]]:
@@ -200,15 +221,50 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+#: The server the targets are for.
+TARGETED = "sockjs-asgi"
+
 FIGURES: tuple[Figure, ...] = (
-    Figure("ws-echo", "rate", "ws-echo: 100 sessions x 10 in flight, 32-byte messages", "msg/s"),
-    Figure("ws-raw", "rate", "raw /websocket echo, same load", "msg/s"),
-    Figure("xhr-polling", "rate", "xhr-polling: 100 clients, xhr_send + poll per round trip", "round trips/s"),
-    Figure("xhr-streaming", "rate", "xhr-streaming: 100 receivers flooded with 32-byte messages", "msg/s"),
-    Figure("broadcast-1000", "rate", "broadcast to 1,000 websocket sessions, one message at a time", "deliveries/s"),
-    Figure("broadcast-5000", "rate", "broadcast to 5,000 websocket sessions", "deliveries/s"),
-    Figure("idle", "rss", "idle websocket sessions: RSS per session", "KiB", higher_is_better=False, absolute=True),
-    Figure("setup", "rate", "session setup: connect, o, close", "sessions/s"),
+    Figure(
+        "ws-echo",
+        "rate",
+        "ws-echo: 100 sessions x 10 in flight, 32-byte messages",
+        "msg/s",
+        target=Target(1.5),
+    ),
+    Figure("ws-raw", "rate", "raw /websocket echo, same load", "msg/s", target=Target(0.95)),
+    Figure(
+        "xhr-polling",
+        "rate",
+        "xhr-polling: 100 clients, xhr_send + poll per round trip",
+        "round trips/s",
+        target=Target(0.9),
+    ),
+    Figure(
+        "xhr-streaming",
+        "rate",
+        "xhr-streaming: 100 receivers flooded with 32-byte messages",
+        "msg/s",
+        target=Target(1.8),
+    ),
+    Figure(
+        "broadcast-1000",
+        "rate",
+        "broadcast to 1,000 websocket sessions, one message at a time",
+        "deliveries/s",
+        target=Target(0.95),
+    ),
+    Figure("broadcast-5000", "rate", "broadcast to 5,000 websocket sessions", "deliveries/s", target=Target(0.95)),
+    Figure(
+        "idle",
+        "rss",
+        "idle websocket sessions: RSS per session",
+        "KiB",
+        higher_is_better=False,
+        absolute=True,
+        target=Target(21, on_ratio=False),
+    ),
+    Figure("setup", "rate", "session setup: connect, o, close", "sessions/s", target=Target(0.95)),
     Figure(
         "broadcast-5000",
         "p99",
@@ -216,6 +272,7 @@ FIGURES: tuple[Figure, ...] = (
         "ms",
         higher_is_better=False,
         absolute=True,
+        target=Target(1.2),
     ),
 )
 

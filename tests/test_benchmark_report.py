@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from benchmarks.harness import Outcome
 from benchmarks.report import summarise, table
-from benchmarks.scenarios import Figure, Run, Snapshot, rate, share
+from benchmarks.scenarios import Figure, Run, Snapshot, Target, rate, share
 from benchmarks.servers import REFERENCE, SERVERS
 
 OURS = next(s for s in SERVERS if s.name == "sockjs-asgi")
@@ -66,3 +66,13 @@ def test_rate_and_cpu_share_over_the_window() -> None:
     assert share(marks, "busy_seconds") == 1.0
     assert rate(run) == {"rate": 500.0, "rate_per_cpu": 1000.0}
     assert share({}, "cpu_seconds") is None
+
+
+def test_targets_are_checked_on_the_ratio_or_on_the_figure() -> None:
+    faster = Figure("ws-echo", "rate", "ws-echo", "msg/s", target=Target(1.5))
+    smaller = Figure("ws-echo", "rate", "memory", "KiB", higher_is_better=False, target=Target(21, on_ratio=False))
+    outcomes = [outcome(REFERENCE.name, 0, 100.0), outcome(OURS.name, 0, 20.0)]
+    cells = summarise(outcomes, [faster], [REFERENCE, OURS], REFERENCE)
+    assert "| >= 1.5x: NOT met |" in table(cells, [faster], [REFERENCE, OURS], REFERENCE)
+    assert "| <= 21 KiB: met |" in table(cells, [smaller], [REFERENCE, OURS], REFERENCE)
+    assert faster.target is not None and faster.target.is_met(faster, None, None) is None
