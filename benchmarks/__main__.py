@@ -26,8 +26,8 @@ from typing import Any
 
 from . import report
 from .harness import Cores, Outcome, run_once
-from .scenarios import EFFICIENCY, FIGURES, SCENARIOS
-from .servers import NPM_PREFIX, REFERENCE, ROOT, SERVERS, install_npm_packages
+from .scenarios import EFFICIENCY, FIGURES, SCENARIOS, Scenario
+from .servers import NPM_PREFIX, REFERENCE, ROOT, SERVERS, Server, install_npm_packages
 
 OUTPUT = ROOT / ".cache" / "bench"
 DOCS_PLOT = ROOT / "docs" / "benchmarks.png"
@@ -45,6 +45,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenario", action="append", choices=names, help="only these scenarios (repeatable)")
     servers = [s.name for s in SERVERS if s is not REFERENCE]
     parser.add_argument("--server", action="append", choices=servers, help="only these servers (repeatable)")
+    parser.add_argument("--report", metavar="JSON", help="publish a saved run again instead of measuring")
     return parser.parse_args(argv)
 
 
@@ -114,24 +115,14 @@ def usage(outcome: Outcome) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    arguments = parse_arguments(argv)
-    smoke: bool = arguments.smoke
-    rounds: int = arguments.rounds or (1 if smoke else 3)
-    scenarios = [s for s in SCENARIOS if not arguments.scenario or s.name in arguments.scenario]
-    servers = [s for s in SERVERS if s is REFERENCE or not arguments.server or s.name in arguments.server]
-    figures = [f for f in FIGURES if any(s.name == f.scenario for s in scenarios)]
-    efficiency = [f for f in EFFICIENCY if any(s.name == f.scenario for s in scenarios)]
-    is_complete = len(scenarios) == len(SCENARIOS) and len(servers) == len(SERVERS)
-    # Stopped from outside, still stop the server and the load generator (the finally clauses).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+def measure(
+    scenarios: list[Scenario], servers: list[Server], *, smoke: bool, rounds: int, name: str
+) -> tuple[list[Outcome], dict[str, Any]]:
+    """Every round: every scenario against every server, the order of the servers alternating."""
     install_npm_packages()
     cores = Cores.pick()
     if cores.server is None:
         print("fewer than two cores (or no taskset): server and load generator are not pinned", file=sys.stderr)
-
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    name = f"{stamp}{'-smoke' if smoke else ''}"
     logs = OUTPUT / "logs" / name
     logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -149,7 +140,24 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.flush()
     info["machine"]["load_average_after"] = os.getloadavg()
     info["seconds"] = round(time.monotonic() - started, 1)
+    info["logs"] = str(logs)
+    return outcomes, info
 
+
+def publish(
+    outcomes: list[Outcome],
+    info: dict[str, Any],
+    scenarios: list[Scenario],
+    servers: list[Server],
+    *,
+    smoke: bool,
+    rounds: int,
+    name: str,
+) -> dict[str, Any]:
+    """The tables on stdout; the JSON, the Markdown and the plot in .cache/bench/; the docs after
+    a complete full-size run."""
+    figures = [f for f in FIGURES if any(s.name == f.scenario for s in scenarios)]
+    efficiency = [f for f in EFFICIENCY if any(s.name == f.scenario for s in scenarios)]
     cells = report.summarise(outcomes, [*figures, *efficiency], servers, REFERENCE)
     print()
     print(report.table(cells, figures, servers, REFERENCE))
@@ -173,24 +181,51 @@ def main(argv: list[str] | None = None) -> int:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / f"{name}.json").write_text(json.dumps(results, indent=1))
     (OUTPUT / ("latest-smoke.json" if smoke else "latest.json")).write_text(json.dumps(results, indent=1))
-    title = f"{stamp}: {rounds} round(s), {info['machine']['cpu']}, {info['machine']['cores']} cores"
+    title = f"{name}: {rounds} round(s), {info['machine']['cpu']}, {info['machine']['cores']} cores"
     panels = [("Ratio to the reference", figures), ("The same, per second of the server's CPU", efficiency)]
     report.plot(cells, panels, servers, REFERENCE, OUTPUT / f"{name}.png", title)
     results_md = report.markdown(cells, panels, servers, REFERENCE, {**info, "rounds": rounds})
     (OUTPUT / f"{name}.md").write_text(results_md + "\n")
-    if is_complete and not smoke:
+    if len(scenarios) == len(SCENARIOS) and len(servers) == len(SERVERS) and not smoke:
         report.plot(cells, panels, servers, REFERENCE, DOCS_PLOT, title)
         update_docs(results_md)
-    print(f"\nresults: {OUTPUT / name}.json, plot: {OUTPUT / name}.png, logs: {logs} ({info['seconds']} s)")
+    print(f"\nresults: {OUTPUT / name}.json, plot: {OUTPUT / name}.png, logs: {info.get('logs')}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.report:
+        # Publish a saved run again (after a change to the report, say): no measuring.
+        saved = json.loads(Path(arguments.report).read_text())
+        smoke, rounds = bool(saved["smoke"]), int(saved["rounds"])
+        servers = [s for s in SERVERS if s.name in saved["servers"]]
+        ran = {run["scenario"] for run in saved["runs"]}
+        scenarios = [s for s in SCENARIOS if s.name in ran]
+        outcomes = [Outcome(**run) for run in saved["runs"]]
+        info = {key: saved[key] for key in ("machine", "versions", "cores", "seconds", "logs") if key in saved}
+        name = Path(arguments.report).stem
+    else:
+        smoke = arguments.smoke
+        rounds = arguments.rounds or (1 if smoke else 3)
+        scenarios = [s for s in SCENARIOS if not arguments.scenario or s.name in arguments.scenario]
+        servers = [s for s in SERVERS if s is REFERENCE or not arguments.server or s.name in arguments.server]
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        name = f"{stamp}{'-smoke' if smoke else ''}"
+        # Stopped from outside, still stop the server and the load generator (the finally clauses).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        outcomes, info = measure(scenarios, servers, smoke=smoke, rounds=rounds, name=name)
+    publish(outcomes, info, scenarios, servers, smoke=smoke, rounds=rounds, name=name)
 
     if smoke:
         # Figures are not judged here, only that every run produced them (refused or not).
         produced = {(o.scenario, o.server, metric) for o in outcomes for metric in o.metrics}
         missing = [
             f"{f.scenario}/{f.metric} {s.name}"
-            for f in figures
+            for f in FIGURES
             for s in servers
-            if (f.scenario, s.name, f.metric) not in produced
+            if any(f.scenario == scenario.name for scenario in scenarios)
+            and (f.scenario, s.name, f.metric) not in produced
         ]
         if missing:
             print("smoke run: no figure for " + ", ".join(missing), file=sys.stderr)

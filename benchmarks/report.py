@@ -161,7 +161,7 @@ def plot(
     fig, all_axes = plt.subplots(
         len(panels),
         1,
-        figsize=(10, 0.6 * rows + 1.5 * len(panels)),
+        figsize=(9, 0.6 * rows + 1.5 * len(panels)),
         height_ratios=[len(figures) for _, figures in panels],
         squeeze=False,
     )
@@ -180,11 +180,16 @@ def plot(
         axes.axvline(1.0, color="black", linewidth=1)
         axes.set_yticks([row + height * (len(compared) - 1) / 2 for row in range(len(figures))])
         axes.set_yticklabels(
-            [f.label.split(":")[0] + ("" if f.higher_is_better else " (lower is better)") for f in figures]
+            [
+                f.scenario
+                + ("" if f.metric.startswith("rate") else f" {f.metric}")
+                + ("" if f.higher_is_better else "\n(lower is better)")
+                for f in figures
+            ]
         )
         axes.invert_yaxis()
         axes.set_title(panel_title, fontsize=10)
-        axes.legend(loc="lower right", fontsize=8)
+        axes.legend(loc="best", fontsize=8)
     all_axes[-1, 0].set_xlabel(f"ratio to {reference.name} in the same round (1.0 = the reference)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
