@@ -215,7 +215,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         lambda kind, smoke: {
             "mode": "setup",
             **websocket(kind, "echo"),
-            **sized({"concurrency": 20}, {"concurrency": 5})(smoke),
+            **sized({"concurrency": 50}, {"concurrency": 5})(smoke),
         },
         rate,
     ),
