@@ -89,7 +89,7 @@ def versions() -> dict[str, str]:
             found[package] = "missing"
     found["npm sockjs"] = npm_version("sockjs")
     found["npm ws"] = npm_version("ws")
-    found["sockjs-asgi commit"] = command_output("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
+    found["sockjs-asgi commit"] = command_output("git", "-C", str(ROOT), "describe", "--always", "--dirty")
     return found
 
 

@@ -215,6 +215,13 @@ def markdown(
     m = info["machine"]
     load = ", ".join(f"{x:.1f}" for x in m["load_average"])
     load_after = ", ".join(f"{x:.1f}" for x in m["load_average_after"])
+    if max(m["load_average"][0], m["load_average_after"][0]) > m["cores"]:
+        parts += [
+            "**The machine was busy with other work during this run** (load average above its "
+            "core count): the servers did not get their whole core, so absolute figures are low "
+            "and the ratios noisy; the per-CPU table is the steadier one.",
+            "",
+        ]
     parts += [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"load average {load} before the run and {load_after} after it; "
