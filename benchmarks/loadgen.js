@@ -326,7 +326,7 @@ async function broadcast() {
   const end = result.start + result.seconds * 1000;
   result.latencies = times.filter(([done]) => done >= result.start && done <= end).map(([, took]) => took);
   result.deliveries = result.count;
-  result.broadcasts = result.latencies.length;
+  result.count = result.latencies.length; // whole broadcasts
   return result;
 }
 
