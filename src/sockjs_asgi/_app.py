@@ -29,7 +29,7 @@ from starlette.requests import HTTPConnection
 
 from . import _http, _websocket
 from ._broker import BroadcastRelay, Broker, MemoryBroker, RecordsUnavailable
-from ._cluster import GONE, Cluster, Writer
+from ._cluster import GONE, REMOTE_RECEIVER_GRACE, Cluster, RemoteWriter, Writer
 from ._connection import Connection
 from ._hub import Hub, deliver
 from ._metrics import Metrics
@@ -580,10 +580,11 @@ class SockJSApp:
     async def _attach(self, channel: Channel, writer: Writer, wait_gone: Callable[[], Awaitable[None]]) -> None:
         """Attach a receiver and pump the session's frames into ``writer`` until it is finished
         or ``wait_gone`` returns (the client left)."""
-        refused = channel.attach()
+        refused = await channel.attach_within(REMOTE_RECEIVER_GRACE if self._cluster.active else 0)
         if refused is not None:
             await writer.refuse(refused)
             return
+        channel.remote_receiver = isinstance(writer, RemoteWriter)
         attached = True
         interrupted = False
 

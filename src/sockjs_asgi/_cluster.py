@@ -73,6 +73,9 @@ LIVE_TTL = 3.0
 LIVE_INTERVAL = 1.0
 #: How long a relay waits for the owner's first answer before reporting the session lost.
 FIRST_ANSWER_TIMEOUT = 10.0
+#: How long a second receiver waits for a relayed one to leave before it is refused (2010):
+#: the news of a client's abort crosses Redis, the client's next poll may come straight here.
+REMOTE_RECEIVER_GRACE = 0.5
 #: The close frame for a session whose owner is gone (sockjs-client's own words for it).
 GONE = (1006, "Server lost session")
 

@@ -19,6 +19,7 @@ import anyio
 
 from ._immediate import start
 from ._types import Send
+from .protocol import frames
 from .protocol.escaping import encode_string
 from .protocol.session import Session, SessionState
 
@@ -69,6 +70,7 @@ class Channel:
         "last_write",
         "max_incoming_messages",
         "max_pending_size",
+        "remote_receiver",
         "session_id",
         "transport",
     )
@@ -90,6 +92,8 @@ class Channel:
         self.incoming: deque[str] = deque()
         #: The client address that opened the session (for ``verify_ip``).
         self.client_host: str | None = None
+        #: Whether the attached receiver is served through another process (see ``_cluster``).
+        self.remote_receiver = False
         self._outgoing = Wakeup()  # frames to write, or the session closed
         self._incoming = Wakeup()  # messages for the handler, or the session closed
         self._drained = Wakeup()  # pending frames written or incoming messages taken
@@ -218,6 +222,24 @@ class Channel:
                 return
             self.incoming.append(message)
             self._incoming.fire()
+
+    async def attach_within(self, grace: float) -> str | None:
+        """:meth:`attach`, but a receiver refused because a *remote* one is attached waits up
+        to ``grace`` seconds for it to leave first.
+
+        A client that aborts a receiver relayed by another process and polls again at once may
+        otherwise reach the owner before the news of the abort does, and be refused with 2010
+        where a single process would have answered it.
+        """
+        refused = self.attach()
+        if refused is None or grace <= 0 or not self.remote_receiver or self.core.is_closed:
+            return refused
+        with anyio.move_on_after(grace):
+            while refused is not None and not self.core.is_closed and self.core.has_receiver:
+                await self._timing.wait()  # fires on every detach
+        if self.core.state is SessionState.CLOSED:  # expired meanwhile (the server is stopping)
+            return frames.close(self.core.close_code or 1006, self.core.close_reason or "")
+        return self.attach()
 
     def attach(self) -> str | None:
         refused = self.core.attach()
