@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sockjs_asgi import Connection, Handler, SockJSApp, SockJSRouter
+from sockjs_asgi import Broker, Connection, Handler, SockJSApp, SockJSRouter
 
 __all__ = ["STATIC", "Record", "Recorder", "TestServices", "build_app"]
 
@@ -88,10 +89,15 @@ class TestServices:
 
 
 def build_app(
-    client_js: Path, *, allowed_origins: list[str] | None = None, max_sessions: int | None = None
+    client_js: Path,
+    *,
+    allowed_origins: list[str] | None = None,
+    max_sessions: int | None = None,
+    broker: Callable[[str], Broker] | None = None,
 ) -> tuple[ASGIApp, TestServices]:
     """A fresh application (each server needs its own: sessions belong to one event loop);
-    ``allowed_origins`` and ``max_sessions`` go to both services."""
+    ``allowed_origins`` and ``max_sessions`` go to both services, and ``broker(name)``, if
+    given, makes each service's broker."""
     recorder = Recorder()
 
     async def echo(conn: Connection) -> None:
@@ -127,6 +133,7 @@ def build_app(
             response_limit=RESPONSE_LIMIT,
             allowed_origins=allowed_origins,
             max_sessions=max_sessions,
+            broker=broker(handler.__name__) if broker is not None else None,
         )
 
     services = TestServices(service(echo), service(close), recorder)
