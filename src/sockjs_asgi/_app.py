@@ -483,7 +483,7 @@ class SockJSApp:
         try:
             found = await self._cluster.lookup(session_id)
         except RecordsUnavailable as exc:
-            logger.warning("could not look up a session held elsewhere: %s", exc)
+            self._cluster.records_unavailable(exc)
             return False
         if found.state != "alive":
             return False
@@ -534,7 +534,7 @@ class SockJSApp:
                 try:
                     found = await cluster.lookup(session_id)
                 except RecordsUnavailable as exc:
-                    logger.warning("could not look up a session held elsewhere: %s", exc)
+                    self._cluster.records_unavailable(exc)
                 else:
                     if found.state == "dead":
                         await writer.refuse(close_frame(*GONE))
@@ -561,7 +561,7 @@ class SockJSApp:
                     try:
                         holder = await cluster.claim(new, lambda: self.registry.add(new))
                     except RecordsUnavailable as exc:
-                        logger.warning("serving a new session on this process only: %s", exc)
+                        cluster.records_unavailable(exc)
                         self.registry.add(channel)
                     else:
                         if holder is not None:  # another process created it meanwhile

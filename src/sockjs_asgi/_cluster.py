@@ -246,7 +246,7 @@ class Cluster:
                         await self._check_peers(link)
                         self._records_down_logged = False
                     except RecordsUnavailable as exc:
-                        self._records_unavailable(exc)
+                        self.records_unavailable(exc)
                         self._fail_everything()
                     if not link.is_connected:  # what was published meanwhile may be lost
                         self._fail_everything()
@@ -269,7 +269,8 @@ class Cluster:
             else:
                 self._seen_alive[peer] = now
 
-    def _records_unavailable(self, exc: Exception) -> None:
+    def records_unavailable(self, exc: Exception) -> None:
+        """Log, once until the records are back, that sessions stay on their own process."""
         if not self._records_down_logged:
             self._records_down_logged = True
             logger.warning("%s: sessions are served on their own process only (%s)", self._service, exc)

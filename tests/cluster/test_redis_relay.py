@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from examples.cluster.launch import Redis, free_port
 
 from sockjs_asgi import Broker, RedisBroker
+from sockjs_asgi.protocol.http import NOT_FOUND
 from tests.asgi import cluster_scenarios
 from tests.asgi.cluster_scenarios import SCENARIOS
 
@@ -55,3 +57,31 @@ async def test_scenario(
         return RedisBroker(redis_url, channel=channel, reconnect_delay=0.05, max_reconnect_delay=0.2)
 
     await scenario(make_broker)
+
+
+async def test_without_redis_each_process_serves_its_own_sessions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Redis("redis", free_port(), tmp_path / "redis.log")
+    server.start()
+    url = f"redis://127.0.0.1:{server.port}/0"
+    try:
+
+        def make_broker() -> Broker:
+            return RedisBroker(url, channel="outage", reconnect_delay=0.05, max_reconnect_delay=0.2, connect_timeout=2)
+
+        async with cluster_scenarios.service(make_broker, count=2) as svc:
+            assert await svc.post(0, "/000/o1/xhr") == (200, "o\n")
+            assert (await svc.post(1, "/000/o1/xhr_send", b'["relayed"]'))[0] == 204
+            server.stop()
+            # The owner still serves its session; the other process cannot find it: a clean 404,
+            # and a receiver there opens a session of its own, as without a broker.
+            assert (await svc.post(0, "/000/o1/xhr_send", b'["local"]'))[0] == 204
+            assert await svc.post(0, "/000/o1/xhr") == (200, 'a["relayed","local"]\n')
+            assert await svc.post(1, "/000/o1/xhr_send", b'["x"]') == (404, NOT_FOUND)
+            assert await svc.post(1, "/000/o2/xhr") == (200, "o\n")
+            assert await svc.post(1, "/000/o2/xhr_send", b'["y"]') == (204, "")
+        outage = [r for r in caplog.records if "served on their own process only" in r.getMessage()]
+        assert len(outage) <= 2  # once per process per outage, not once per request
+    finally:
+        server.stop()
