@@ -144,14 +144,14 @@ class RemoteWriter:
         self.is_finished = False
 
     async def start(self) -> None:
-        self._cluster.answer(self._origin, [ATTACHED, self._rid])
+        self._cluster.answer(self._origin, [ATTACHED, self._rid, self._cluster.instance])
 
     async def write(self, frame: str) -> bool:
         self._sent += len(self._transport.wrap(frame, self._callback).encode())
         self.is_finished = frames.is_close(frame) or self._sent >= self._limit
         if self.is_finished and self.before_last is not None:
             self.before_last()
-        self._cluster.answer(self._origin, [FRAME, self._rid, frame])
+        self._cluster.answer(self._origin, [FRAME, self._rid, frame, self._cluster.instance])
         return self.is_finished
 
     async def refuse(self, frame: str) -> None:
@@ -391,6 +391,11 @@ class Cluster:
             pending = self._pending.get(rid)
             if pending is not None:
                 pending.answers.send_nowait(body)
+            elif kind in (ATTACHED, FRAME) and isinstance(body[-1], str):
+                # Frames for a receiver this process no longer serves (its abort was lost, say
+                # across a Redis reconnection): tell the owner again, or the session would
+                # keep a receiver that nobody reads and never expire.
+                self._publish(body[-1], [ABORT, rid, self.instance])
         elif kind == ABORT:
             remote = self._remote.get((body[2], rid))
             if remote is not None:
@@ -469,7 +474,7 @@ class Cluster:
             with send, receive:
                 yield rid, receive
         finally:
-            del self._pending[rid]
+            self._pending.pop(rid, None)
 
     async def relay_send(self, owner: str, session_id: str, host: str | None, messages: list[str]) -> bool:
         """Hand ``messages`` to the owner's handler; ``False``: the session is not there (404)."""

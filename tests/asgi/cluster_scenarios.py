@@ -175,6 +175,20 @@ async def a_poll_right_after_aborting_a_relayed_one_is_not_refused(make_broker: 
         assert await svc.post(0, "/000/s10/xhr") == (200, INTERRUPTED + "\n")
 
 
+async def frames_for_a_forgotten_relayed_receiver_end_it(make_broker: MakeBroker) -> None:
+    """If the news of an abort is lost (pub/sub is at most once across a reconnection), the
+    relaying process answers the owner's next frame (a heartbeat at the latest) with it again."""
+    async with service(make_broker, count=2, heartbeat_delay=0.2) as svc:
+        assert await svc.post(0, "/000/s11/xhr") == (200, "o\n")
+        async with svc.clients[1].stream("POST", "/000/s11/xhr_streaming") as stream:
+            assert await stream.read() == XHR_STREAMING_PRELUDE
+            pending = svc.apps[1]._cluster._pending
+            assert len(pending) == 1
+            pending.clear()  # what a lost abort leaves: the relay serves it no more
+            await svc.handler.closed["s11"].wait()
+        assert await svc.post(0, "/000/s11/xhr") == (200, INTERRUPTED + "\n")
+
+
 async def other_transports_through_another_instance(make_broker: MakeBroker) -> None:
     async with service(make_broker) as svc:
         for session in ("s5", "s5b"):
@@ -301,6 +315,7 @@ SCENARIOS = [
     streaming_through_another_instance,
     an_aborted_relayed_receiver_interrupts_the_session,
     a_poll_right_after_aborting_a_relayed_one_is_not_refused,
+    frames_for_a_forgotten_relayed_receiver_end_it,
     other_transports_through_another_instance,
     a_stopping_owner_closes_its_relayed_receivers,
     a_dead_owners_sessions_are_reported_closed,
