@@ -274,6 +274,9 @@ class SockJSApp:
         ``run()`` calls this on shutdown; call it yourself if your host stops in another way.
         """
         self._closing_all = True
+        # Receivers this process serves for sessions of other processes end without closing
+        # them: their clients reconnect to a process that stays.
+        self._cluster.release_relayed_receivers()
         for link in list(self._links):
             link.close_now(code, reason)
         for channel in self.registry:

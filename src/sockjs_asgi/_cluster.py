@@ -79,12 +79,15 @@ REMOTE_RECEIVER_GRACE = 0.5
 #: The close frame for a session whose owner is gone (sockjs-client's own words for it).
 GONE = (1006, "Server lost session")
 
-# Request kinds (relay -> owner) and answer kinds (owner -> relay).
-SEND, RECEIVE, ABORT = "s", "r", "x"
+# Request kinds (relay -> owner) and answer kinds (owner -> relay).  RELEASE: the relaying
+# process is stopping and ended the response cleanly (the client reconnects elsewhere).
+SEND, RECEIVE, ABORT, RELEASE = "s", "r", "x", "y"
 ACK, UNKNOWN, REFUSED, ATTACHED, FRAME = "k", "n", "f", "a", "m"
 ANSWERS = frozenset((ACK, UNKNOWN, REFUSED, ATTACHED, FRAME))
 #: Put in a relay's queue when the owner is gone or unreachable.
 LOST: list[Any] = [FORMAT, "lost"]
+#: Put in a relayed receiver's queue when this process stops.
+LEAVING: list[Any] = [FORMAT, "leaving"]
 
 
 class Writer(Protocol):
@@ -98,6 +101,8 @@ class Writer(Protocol):
     async def write(self, frame: str) -> bool: ...
 
     async def refuse(self, frame: str) -> None: ...
+
+    async def end(self) -> None: ...
 
 
 @dataclass
@@ -121,6 +126,7 @@ class _RemoteReceiver:
     """A receiver attached on this (owning) process for a client of another process."""
 
     origin: str
+    writer: RemoteWriter
     gone: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -157,6 +163,9 @@ class RemoteWriter:
     async def refuse(self, frame: str) -> None:
         self._cluster.answer(self._origin, [REFUSED, self._rid, frame])
 
+    async def end(self) -> None:
+        self.is_finished = True  # the relay ends its response itself
+
 
 class Cluster:
     """One service instance's part in serving sessions from any process (module docstring)."""
@@ -174,6 +183,7 @@ class Cluster:
         self._remote: dict[tuple[str, str], _RemoteReceiver] = {}
         # Relay side.
         self._pending: dict[str, _Pending] = {}
+        self._relayed_receivers: set[str] = set()
         self._owners: dict[str, str] = {}  # key -> owner instance, as last read
         self._seen_alive: dict[str, float] = {}  # instance -> when its liveness record was read
         self._records_down_logged = False
@@ -286,6 +296,13 @@ class Cluster:
             if remote.origin == peer:
                 remote.gone.set()
 
+    def release_relayed_receivers(self) -> None:
+        """This process stops: end the receivers it relays cleanly (their sessions live on)."""
+        for rid in self._relayed_receivers:
+            pending = self._pending.get(rid)
+            if pending is not None:
+                pending.answers.send_nowait(LEAVING)
+
     def _fail_everything(self) -> None:
         for pending in self._pending.values():
             pending.answers.send_nowait(LOST)
@@ -396,9 +413,11 @@ class Cluster:
                 # across a Redis reconnection): tell the owner again, or the session would
                 # keep a receiver that nobody reads and never expire.
                 self._publish(body[-1], [ABORT, rid, self.instance])
-        elif kind == ABORT:
+        elif kind in (ABORT, RELEASE):
             remote = self._remote.get((body[2], rid))
             if remote is not None:
+                if kind == RELEASE:  # the response ended cleanly: a detach, not an abort
+                    remote.writer.is_finished = True
                 remote.gone.set()
         elif kind in (SEND, RECEIVE) and self._task_group is not None:
             if kind == SEND:
@@ -453,7 +472,7 @@ class Cluster:
         if not self._app._same_host(channel, host):
             await writer.refuse(self._app._other_address)
             return
-        remote = self._remote[(origin, rid)] = _RemoteReceiver(origin)
+        remote = self._remote[(origin, rid)] = _RemoteReceiver(origin, writer)
         try:
             await self._app._attach(channel, writer, remote.gone.wait)
         finally:
@@ -527,6 +546,7 @@ class Cluster:
         wait_gone: Callable[[], Awaitable[None]],
     ) -> None:
         aborted = False
+        self._relayed_receivers.add(rid)
 
         def abort() -> None:
             nonlocal aborted
@@ -545,6 +565,11 @@ class Cluster:
                 task_group.start_soon(watch)
                 await writer.start()
                 async for answer in answers:
+                    if answer is LEAVING:
+                        self._publish(owner, [RELEASE, rid, self.instance])
+                        aborted = True  # released, not aborted: nothing more to tell
+                        await writer.end()
+                        break
                     frame = frames.close(*GONE) if answer is LOST else answer[2]
                     if await writer.write(frame) or answer is LOST:
                         break
@@ -552,5 +577,6 @@ class Cluster:
         except OSError:
             abort()
         finally:
+            self._relayed_receivers.discard(rid)
             if not writer.is_finished:
                 abort()

@@ -178,6 +178,17 @@ class FrameWriter:
         await self.start()
         await self.write(frame)
 
+    async def end(self) -> None:
+        """End the response without closing the session, as the response limit does: a
+        polling response answers a heartbeat, a stream just ends (the client opens the next)."""
+        if self.is_finished:
+            return
+        if not self.is_streaming:
+            await self.write(frames.HEARTBEAT)
+            return
+        self.is_finished = True
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
 
 async def pump(
     channel: Channel, write: Write, *, heartbeat_delay: float, is_attached: Callable[[], bool] = lambda: True

@@ -158,6 +158,10 @@ class RedisBroker(Broker):
                 try:
                     yield link
                 finally:
+                    # What was published last (a shutting-down process's last broadcasts and
+                    # answers) still goes out, for a moment at most.
+                    with anyio.move_on_after(1, shield=True):
+                        await link.flushed()
                     task_group.cancel_scope.cancel()
         finally:
             self._in_use = False
@@ -177,6 +181,8 @@ class _RedisLink(BrokerLink):
         self._metrics = metrics
         self._queue: deque[tuple[str, bytes]] = deque()
         self._wakeup = anyio.Event()
+        self._sending = False
+        self._batch_done = anyio.Event()
         self._is_up = False
         self._dropping_logged = False
         self._down_since: float | None = None
@@ -246,17 +252,26 @@ class _RedisLink(BrokerLink):
 
     # -- the two connections --------------------------------------------------------------
 
+    async def flushed(self) -> None:
+        """Return once nothing queued is waiting to be sent (or Redis is unreachable)."""
+        while (self._queue or self._sending) and self._is_up:
+            self._batch_done = anyio.Event()
+            await self._batch_done.wait()
+
     async def publish_forever(self) -> None:
         """Send what is queued, in order, in one pipeline per batch."""
         from redis.exceptions import RedisError
 
         while True:
+            self._sending = False
+            self._batch_done.set()
             if not self._queue:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 continue
             batch = list(self._queue)
             self._queue.clear()
+            self._sending = True
             try:
                 pipe = self._client.pipeline(transaction=False)
                 for topic, payload in batch:

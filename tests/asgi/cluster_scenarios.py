@@ -189,6 +189,24 @@ async def frames_for_a_forgotten_relayed_receiver_end_it(make_broker: MakeBroker
         assert await svc.post(0, "/000/s11/xhr") == (200, INTERRUPTED + "\n")
 
 
+async def a_stopping_relay_ends_its_responses_and_the_session_lives_on(make_broker: MakeBroker) -> None:
+    handler = Recorder()
+    async with AsyncExitStack() as outer:
+        owner = await outer.enter_async_context(TestClient(SockJSApp(handler, broker=make_broker())))
+        with anyio.fail_after(TIMEOUT):
+            async with TestClient(SockJSApp(handler, broker=make_broker())) as relay:
+                assert (await owner.request("POST", "/000/s12/xhr")).text == "o\n"
+                async with relay.stream("POST", "/000/s12/xhr_streaming") as stream:
+                    assert await stream.read() == XHR_STREAMING_PRELUDE
+                    await relay._stop_lifespan()  # the relaying process stops
+                    rest = await read_all(stream)
+                    assert rest == [], rest  # ended, without a close frame
+                relay.lifespan = False
+            # Not interrupted: the client's next receiver, on the owner, carries on.
+            assert (await owner.request("POST", "/000/s12/xhr_send", body=b'["still"]')).status == 204
+            assert (await owner.request("POST", "/000/s12/xhr")).text == 'a["still"]\n'
+
+
 async def other_transports_through_another_instance(make_broker: MakeBroker) -> None:
     async with service(make_broker) as svc:
         for session in ("s5", "s5b"):
@@ -316,6 +334,7 @@ SCENARIOS = [
     an_aborted_relayed_receiver_interrupts_the_session,
     a_poll_right_after_aborting_a_relayed_one_is_not_refused,
     frames_for_a_forgotten_relayed_receiver_end_it,
+    a_stopping_relay_ends_its_responses_and_the_session_lives_on,
     other_transports_through_another_instance,
     a_stopping_owner_closes_its_relayed_receivers,
     a_dead_owners_sessions_are_reported_closed,

@@ -45,6 +45,8 @@ pytestmark = [
 SESSIONS_PER_TRANSPORT = 30  # 120 sessions
 SERVER_IDS = 50
 SHUTDOWN = (1001, "Server shutting down")
+#: What another process answers for a session whose owner died (docs/deployment.md).
+LOST = (1006, "Server lost session")
 
 
 @pytest.fixture
@@ -196,13 +198,16 @@ async def kill_one_backend(
 async def test_sigkill_ends_only_the_killed_backends_sessions(cluster: Cluster) -> None:
     victims, _survivors, _endings = await kill_one_backend(cluster, signal.SIGKILL)
     # No process was left to say goodbye: the websocket drops, streams and polls are cut
-    # (haproxy answers 502) or their next request finds the session gone ("lost session").
-    assert all(session.close_frame is None for session in victims)
+    # (haproxy answers 502), or their next request reaches the process the balancer moved the
+    # server id to, which knows the owner is dead and answers c[1006,"Server lost session"].
+    assert all(session.close_frame in (None, LOST) for session in victims)
 
 
 async def test_sigterm_closes_the_backends_sessions_with_a_close_frame(cluster: Cluster) -> None:
     victims, _survivors, endings = await kill_one_backend(cluster, signal.SIGTERM)
     for session in victims:
-        if session.transport == "xhr" and session.ended == "lost session":
-            continue  # polled again just after its session was closed and forgotten
+        if session.transport == "xhr" and (session.ended == "lost session" or session.close_frame == LOST):
+            # Polled again just after its session was closed and forgotten (a new session), or
+            # reached another process while the stopped one's owner record outlived it.
+            continue
         assert session.close_frame == SHUTDOWN, (session, endings)
