@@ -20,6 +20,7 @@ from .protocol.escaping import encode_string
 
 if TYPE_CHECKING:
     from ._connection import Connection, _Link
+    from ._metrics import Metrics
 
 __all__ = ["Hub", "deliver", "push"]
 
@@ -110,14 +111,24 @@ async def deliver(message: str, targets: Iterable[Connection], exclude: Connecti
     count = 0
     blocked: Awaitable[None] | None = None
     failure: Exception | None = None
+    # The counters are added once per broadcast, for the service most receivers belong to.
+    metrics: Metrics | None = None
+    counted = 0
     for conn in list(targets):
         link = conn._link
-        if conn is exclude or link.is_closed or _overflowing(link):
+        if conn is exclude or link.is_closed:
+            continue
+        if link.pending_size > link.max_pending_size * OVERFLOW_FACTOR:
+            link.close_now(*OVERFLOW)
             continue
         count += 1
-        metrics = conn._metrics
-        metrics.messages_out += 1
-        metrics.bytes_out += size
+        if conn._metrics is metrics:
+            counted += 1
+        elif metrics is None:
+            metrics, counted = conn._metrics, 1
+        else:
+            conn._metrics.messages_out += 1
+            conn._metrics.bytes_out += size
         if blocked is not None or failure is not None:
             link.push(message, encoded)
             continue
@@ -125,6 +136,9 @@ async def deliver(message: str, targets: Iterable[Connection], exclude: Connecti
             blocked = link.offer(message, encoded, frame, now)
         except Exception as exc:  # the server refused the write: the others still get theirs
             failure = exc
+    if metrics is not None:
+        metrics.messages_out += counted
+        metrics.bytes_out += counted * size
     if blocked is not None:
         await blocked
     if failure is not None:

@@ -143,6 +143,19 @@ async def test_a_broadcast_to_idle_websockets_wakes_no_task(monkeypatch: pytest.
                 socket.close()
 
 
+async def test_a_broadcast_counts_each_receiver_in_its_own_service() -> None:
+    first, second = SockJSApp(listen), SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with first.run(), second.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, first, 2) + await open_sockets(task_group, second, 1)
+            targets = [*first.connections, *second.connections]
+            assert await first.broadcast("héllo", to=targets) == 3
+            assert (first.metrics.messages_out, first.metrics.bytes_out) == (2, 12)
+            assert (second.metrics.messages_out, second.metrics.bytes_out) == (1, 6)
+            for socket in sockets:
+                socket.close()
+
+
 async def test_a_slow_websocket_does_not_delay_the_others() -> None:
     app = SockJSApp(listen)
     with anyio.fail_after(TIMEOUT):
