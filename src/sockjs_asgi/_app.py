@@ -208,8 +208,10 @@ class SockJSApp:
         The frame is encoded once.  Idle websockets get it at once, written by this call; every
         other receiver has it queued for its own task, so a slow client never delays the others
         (one that stopped reading long ago is closed with 1013 instead of buffering without
-        bound).  Returns how many connections *of this process* it was given to; ``exclude``
-        (say, the sender) is skipped.
+        bound).  The call itself waits only when a socket cannot take the frame at once, and then
+        only for that one write, after every other receiver has the message; a client that
+        stopped reading can hold it until the server gives up on the socket.  Returns how many
+        connections *of this process* it was given to; ``exclude`` (say, the sender) is skipped.
 
         Without ``to``, the broadcast also goes through the :class:`Broker` to the service's
         other processes, which deliver it to their own connections (or their own members of
