@@ -132,8 +132,11 @@ def target_text(cell: Cell, figure: Figure) -> str:
     if figure.target is None:
         return ""
     met = figure.target.is_met(figure, cell.ratio, cell.value)
-    verdict = "no figure" if met is None else "met" if met else "NOT met"
-    return f"{figure.target.text(figure)}: {verdict}"
+    if met is None:
+        return f"{figure.target.text(figure)}: no figure"
+    # Three digits: a median shown as 1.80x may be 1.798, which misses 1.8.
+    measured = f"{cell.ratio:.3f}x" if figure.target.on_ratio else f"{cell.value:.2f} {figure.unit}"
+    return f"{figure.target.text(figure)}: {'met' if met else 'NOT met'} ({measured})"
 
 
 def problems(cells: dict[tuple[str, str, str], Cell]) -> list[str]:

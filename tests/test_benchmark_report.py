@@ -73,6 +73,6 @@ def test_targets_are_checked_on_the_ratio_or_on_the_figure() -> None:
     smaller = Figure("ws-echo", "rate", "memory", "KiB", higher_is_better=False, target=Target(21, on_ratio=False))
     outcomes = [outcome(REFERENCE.name, 0, 100.0), outcome(OURS.name, 0, 20.0)]
     cells = summarise(outcomes, [faster], [REFERENCE, OURS], REFERENCE)
-    assert "| >= 1.5x: NOT met |" in table(cells, [faster], [REFERENCE, OURS], REFERENCE)
-    assert "| <= 21 KiB: met |" in table(cells, [smaller], [REFERENCE, OURS], REFERENCE)
+    assert "| >= 1.5x: NOT met (0.200x) |" in table(cells, [faster], [REFERENCE, OURS], REFERENCE)
+    assert "| <= 21 KiB: met (20.00 KiB) |" in table(cells, [smaller], [REFERENCE, OURS], REFERENCE)
     assert faster.target is not None and faster.target.is_met(faster, None, None) is None
