@@ -136,6 +136,10 @@ class WorkerSession(Session):
     #: Responses (and handshakes) from another worker than the session's own.
     relayed: int = 0
     sends_refused: list[str] = field(default_factory=list)
+    #: Set once a worker was killed: before that, no request may fail at all.
+    worker_killed: bool = False
+    #: Sends made again after their kept connection turned out to be to the killed worker.
+    stale_retries: list[str] = field(default_factory=list)
 
     def _response_from(self, backend: str | None) -> None:
         self.responses += 1
@@ -155,7 +159,16 @@ class WorkerSession(Session):
 
     async def send(self, *messages: str) -> None:
         try:
-            await super().send(*messages)
+            try:
+                await super().send(*messages)
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                if not self.worker_killed:
+                    raise
+                # A kept connection to a worker that was killed since: no answer came, so the
+                # request was never served.  Send again on another, as browsers do for a stale
+                # connection.
+                self.stale_retries.append(type(exc).__name__)
+                await super().send(*messages)
         except AssertionError as exc:
             self.sends_refused.append(str(exc))
             raise Ended(f"send refused: {exc}") from None
@@ -204,6 +217,8 @@ async def test_any_worker_serves_any_request_and_a_killed_worker_ends_only_its_s
         victim_pid = int(victim_name.removeprefix("pid-"))
         assert victim_pid in workers.pids()
         os.kill(victim_pid, signal.SIGKILL)
+        for session in everyone:
+            session.worker_killed = True
         owned = [session for session in everyone if session.backend == victim_name]
         # What any request of theirs now gets from the live workers: 404 to a send, a close
         # frame to a receiver (not a new session, nor a request left hanging).
@@ -242,6 +257,9 @@ async def test_any_worker_serves_any_request_and_a_killed_worker_ends_only_its_s
             ended=dict(sorted(endings.items())),
             survivors_after=after,
             requests_for_its_sessions_after_the_kill=dict(answers),
+            sends_retried_on_a_stale_connection=sum(
+                len(s.stale_retries) for s in survivors if isinstance(s, WorkerSession)
+            ),
             new_sessions=len(newcomers),
         )
 
