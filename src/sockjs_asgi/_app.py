@@ -577,10 +577,13 @@ class SockJSApp:
                 else:
                     self.registry.add(channel)
                 host_here = not self._spawn(channel, request)
+        wait_gone = lambda: _http.watch_disconnect(receive)  # noqa: E731
+        if not host_here:  # the common case, a session that exists: no task group to run
+            await self._attach(channel, writer, wait_gone)
+            return
         async with anyio.create_task_group() as task_group:
-            if host_here:
-                task_group.start_soon(self._host, channel, request)
-            await self._attach(channel, writer, lambda: _http.watch_disconnect(receive))
+            task_group.start_soon(self._host, channel, request)
+            await self._attach(channel, writer, wait_gone)
 
     async def _attach(self, channel: Channel, writer: Writer, wait_gone: Callable[[], Awaitable[None]]) -> None:
         """Attach a receiver and pump the session's frames into ``writer`` until it is finished
@@ -616,6 +619,14 @@ class SockJSApp:
 
         writer.before_last = detach
         try:
+            if isinstance(writer, _http.FrameWriter) and not writer.is_streaming:
+                frame = channel.next_frame()
+                if frame is not None:
+                    # A poll answered from what is pending: its one write ends the response (and
+                    # detaches first), so there is no wait for a disconnect to watch, and no
+                    # task or cancel scope is needed.
+                    await write(frame)
+                    return
             async with anyio.create_task_group() as task_group:
 
                 async def watch() -> None:

@@ -12,6 +12,7 @@ the handler.  Neither drops a message.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Awaitable, Iterator
 
@@ -57,9 +58,11 @@ class Channel:
     """One live session."""
 
     __slots__ = (
+        "_detached",
         "_drained",
         "_incoming",
         "_outgoing",
+        "_sleeps_until",
         "_timing",
         "client_host",
         "core",
@@ -97,7 +100,13 @@ class Channel:
         self._outgoing = Wakeup()  # frames to write, or the session closed
         self._incoming = Wakeup()  # messages for the handler, or the session closed
         self._drained = Wakeup()  # pending frames written or incoming messages taken
-        self._timing = Wakeup()  # the expiry deadline moved
+        self._timing = Wakeup()  # the expiry deadline came nearer (or the session closed)
+        self._detached = Wakeup()  # a receiver detached
+        # The deadline the supervisor sleeps until (inf: none, it waits for a detach).  Only a
+        # deadline nearer than this one needs to wake it: a later one (a poll came and went)
+        # is found when it wakes at the old one, so a polling session costs the supervisor
+        # one wake-up per disconnect delay, not two per poll.
+        self._sleeps_until = -math.inf
         #: A websocket's ASGI ``send``, used by other tasks while its pump is parked: a message
         #: for an idle socket is then written by the sender at once, with no task woken.
         self.direct: Send | None = None
@@ -115,6 +124,7 @@ class Channel:
         self._incoming.fire()
         self._drained.fire()
         self._timing.fire()
+        self._detached.fire()
 
     # -- the application's side ----------------------------------------------------------
 
@@ -236,16 +246,15 @@ class Channel:
             return refused
         with anyio.move_on_after(grace):
             while refused is not None and not self.core.is_closed and self.core.has_receiver:
-                await self._timing.wait()  # fires on every detach
+                await self._detached.wait()
         if self.core.state is SessionState.CLOSED:  # expired meanwhile (the server is stopping)
             return frames.close(self.core.close_code or 1006, self.core.close_reason or "")
         return self.attach()
 
     def attach(self) -> str | None:
-        refused = self.core.attach()
-        if refused is None:
-            self._timing.fire()
-        return refused
+        # No wake-up: with a receiver attached the session has no deadline, which is later than
+        # any the supervisor sleeps until.
+        return self.core.attach()
 
     def next_frame(self) -> str | None:
         frame = self.core.next_frame()
@@ -262,7 +271,10 @@ class Channel:
         self.core.detach(anyio.current_time(), interrupted=interrupted)
         if self.core.is_closed and not was_closed:
             self._closed_changed()
-        else:
+            return
+        self._detached.fire()
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline < self._sleeps_until:
             self._timing.fire()
 
     def expire_now(self) -> None:
@@ -279,15 +291,21 @@ class Channel:
 
     async def supervise(self) -> None:
         """Expire the session when the core says so; returns once it is CLOSED."""
-        while self.core.state is not SessionState.CLOSED:
-            deadline = self.core.next_deadline()
-            if deadline is None:
-                await self._timing.wait()
-            else:
-                with anyio.move_on_after(deadline - anyio.current_time()):
+        try:
+            while self.core.state is not SessionState.CLOSED:
+                deadline = self.core.next_deadline()
+                if deadline is None:
+                    self._sleeps_until = math.inf
                     await self._timing.wait()
-            if self.core.tick(anyio.current_time()):
-                self._closed_changed()
+                else:
+                    self._sleeps_until = deadline
+                    with anyio.move_on_after(deadline - anyio.current_time()):
+                        await self._timing.wait()
+                self._sleeps_until = -math.inf
+                if self.core.tick(anyio.current_time()):
+                    self._closed_changed()
+        finally:
+            self._sleeps_until = -math.inf
 
 
 class Registry:

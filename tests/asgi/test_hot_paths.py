@@ -289,3 +289,67 @@ async def test_tasks_per_idle_session_by_transport() -> None:
 @pytest.mark.parametrize("text", ["", "ascii only", "Grüße", "emoji 😀", "lone \ud800 surrogate", "\u2028"], ids=repr)
 def test_utf8_length_is_the_encoded_length(text: str) -> None:
     assert utf8_length(text) == len(text.encode("utf-8", "surrogatepass"))
+
+
+async def _poll(app: SockJSApp, path: str, body: bytes = b"") -> bytes:
+    """One HTTP request driven as uvicorn drives it, in this task; returns the response body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    requested = False
+    sent: list[bytes] = []
+
+    async def receive() -> Message:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+
+    await app(scope, receive, send)
+    return b"".join(sent)
+
+
+async def test_a_poll_answered_from_pending_frames_needs_no_task_and_wakes_no_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll that finds its frame waiting writes it at once: no task group (so no watcher task
+    and no cancel scope), and no event, neither its own nor the session's supervisor's (whose
+    deadline only moves later when a poll comes and goes)."""
+    app = SockJSApp(echo)
+    url = session_url()
+    real_task_group = anyio.create_task_group
+    task_groups = [0]
+
+    def create_task_group() -> TaskGroup:
+        task_groups[0] += 1
+        return real_task_group()
+
+    with anyio.fail_after(TIMEOUT):
+        async with app.run():
+            assert await _poll(app, url + "/xhr") == b"o\n"
+            for round_trip in range(5):
+                await _poll(app, url + "/xhr_send", b'["m%d"]' % round_trip)
+                await anyio.wait_all_tasks_blocked()  # the handler echoes it: the frame waits
+                with counting_events(monkeypatch) as events, monkeypatch.context() as patch:
+                    patch.setattr(anyio, "create_task_group", create_task_group)
+                    assert await _poll(app, url + "/xhr") == b'a["m%d"]\n' % round_trip
+                    await anyio.wait_all_tasks_blocked()
+                assert (task_groups[0], events[0]) == (0, 0)
+            app.close_all()
