@@ -376,7 +376,8 @@ class SockJSApp:
     # -- static endpoints ----------------------------------------------------------------
 
     def _cors(self, request: HTTPConnection) -> wire.Headers:
-        return wire.cors_headers(request.headers.get("origin"), request.headers.get("access-control-request-headers"))
+        scope = request.scope
+        return wire.cors_headers(_header(scope, b"origin"), _header(scope, b"access-control-request-headers"))
 
     async def _serve_info(self, scope: Scope, send: Send) -> None:
         request = HTTPConnection(scope)
@@ -588,7 +589,10 @@ class SockJSApp:
     async def _attach(self, channel: Channel, writer: Writer, wait_gone: Callable[[], Awaitable[None]]) -> None:
         """Attach a receiver and pump the session's frames into ``writer`` until it is finished
         or ``wait_gone`` returns (the client left)."""
-        refused = await channel.attach_within(REMOTE_RECEIVER_GRACE if self._cluster.active else 0)
+        if self._cluster.active:
+            refused = await channel.attach_within(REMOTE_RECEIVER_GRACE)
+        else:  # one process: no remote receiver to wait for, and no coroutine to build
+            refused = channel.attach()
         if refused is not None:
             await writer.refuse(refused)
             return
@@ -665,6 +669,8 @@ class SockJSApp:
         )
 
     def _same_client(self, channel: Channel, request: HTTPConnection) -> bool:
+        if not self.options.verify_ip:  # the common case: no need to build the client's address
+            return True
         return self._same_host(channel, request.client.host if request.client else None)
 
     def _same_host(self, channel: Channel, host: str | None) -> bool:
@@ -721,8 +727,18 @@ class SockJSApp:
 
 def _content_length(request: HTTPConnection) -> int | None:
     """The request's Content-Length, if it has a valid one."""
-    value = request.headers.get("content-length", "")
+    value = _header(request.scope, b"content-length") or ""
     return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The request's first ``name`` header (lower case), as ``HTTPConnection.headers.get``
+    reads it, without building the ``Headers`` object: a hot path reads one or two."""
+    for key, value in scope["headers"]:
+        if key == name:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
 
 
 def _is_connection_closed(exc: BaseException) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 
 import anyio
 import pytest
+import starlette.datastructures
+import starlette.requests
 from anyio.abc import TaskGroup
 
 from sockjs_asgi import Connection, SockJSApp
@@ -105,6 +107,21 @@ def counting_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     with monkeypatch.context() as patch:
         patch.setattr(anyio, "Event", event)
         yield created
+
+
+@contextmanager
+def counting_headers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Count the Starlette ``Headers`` that requests build in the block."""
+    real = starlette.datastructures.Headers
+    built = [0]
+
+    def headers(*args: Any, **kwargs: Any) -> starlette.datastructures.Headers:
+        built[0] += 1
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(starlette.requests, "Headers", headers)
+        yield built
 
 
 async def listen(conn: Connection) -> None:
@@ -345,11 +362,19 @@ async def test_a_poll_answered_from_pending_frames_needs_no_task_and_wakes_no_on
         async with app.run():
             assert await _poll(app, url + "/xhr") == b"o\n"
             for round_trip in range(5):
-                await _poll(app, url + "/xhr_send", b'["m%d"]' % round_trip)
+                with counting_headers(monkeypatch) as headers:
+                    await _poll(app, url + "/xhr_send", b'["m%d"]' % round_trip)
                 await anyio.wait_all_tasks_blocked()  # the handler echoes it: the frame waits
-                with counting_events(monkeypatch) as events, monkeypatch.context() as patch:
+                with (
+                    counting_events(monkeypatch) as events,
+                    counting_headers(monkeypatch) as more_headers,
+                    monkeypatch.context() as patch,
+                ):
                     patch.setattr(anyio, "create_task_group", create_task_group)
                     assert await _poll(app, url + "/xhr") == b'a["m%d"]\n' % round_trip
                     await anyio.wait_all_tasks_blocked()
                 assert (task_groups[0], events[0]) == (0, 0)
+                # The few request headers read are found in the scope's list, without building
+                # Starlette's Headers (a copy of them all) for either request.
+                assert headers[0] + more_headers[0] == 0
             app.close_all()
