@@ -8,7 +8,7 @@ same round.
 from __future__ import annotations
 
 from benchmarks.harness import Outcome
-from benchmarks.report import summarise, table
+from benchmarks.report import summarise, table, was_shared
 from benchmarks.scenarios import Figure, Run, Snapshot, Target, rate, share
 from benchmarks.servers import REFERENCE, SERVERS
 
@@ -76,3 +76,10 @@ def test_targets_are_checked_on_the_ratio_or_on_the_figure() -> None:
     assert "| >= 1.5x: NOT met (0.200x) |" in table(cells, [faster], [REFERENCE, OURS], REFERENCE)
     assert "| <= 21 KiB: met (20.00 KiB) |" in table(cells, [smaller], [REFERENCE, OURS], REFERENCE)
     assert faster.target is not None and faster.target.is_met(faster, None, None) is None
+
+
+def test_the_runs_own_load_is_not_other_work() -> None:
+    # Just after a run its server and load generator still weigh 2 in the load average.
+    assert not was_shared(1.0, 2.1, cores=2)
+    assert was_shared(1.0, 4.5, cores=2)
+    assert was_shared(2.5, 0.5, cores=2)
