@@ -24,7 +24,7 @@ from .protocol import frames
 from .protocol.escaping import encode_string
 from .protocol.session import Session, SessionState
 
-__all__ = ["SOCKET_LOST", "Channel", "Registry", "Wakeup"]
+__all__ = ["SOCKET_LOST", "Channel", "DirectWriter", "Registry", "Wakeup"]
 
 #: Why a websocket session ended when its socket failed under a write.
 SOCKET_LOST = (1006, "Socket lost")
@@ -54,22 +54,70 @@ class Wakeup:
             event.set()
 
 
-class Channel:
+class DirectWriter:
+    """A websocket whose frames other tasks may write at once while its writer is parked.
+
+    Shared by :class:`Channel` and the raw websocket link.  :meth:`_write_now` writes one text
+    frame in the caller's task (see ``_immediate.start``): ``None`` if it went out at once, else
+    an awaitable that finishes the write and must be awaited next.  A subclass sets
+    ``is_parked`` while its own writer waits, and says what a lost socket means
+    (:meth:`_socket_lost`).
+    """
+
+    __slots__ = ("_outgoing", "is_parked", "is_writing")
+
+    def __init__(self) -> None:
+        self._outgoing = Wakeup()  # something to write, or closed
+        #: The writer waits for frames (with nothing of its own to write).
+        self.is_parked = False
+        #: A frame is being written, by the writer or directly; nobody else may write meanwhile.
+        self.is_writing = False
+
+    def _write_now(self, send: Send, text: str) -> Awaitable[None] | None:
+        self.is_writing = True
+        try:
+            blocked = start(send({"type": "websocket.send", "text": text}))
+        except OSError:  # the server reports the socket gone
+            self._socket_lost()
+            return None
+        except BaseException:
+            self._write_done()
+            raise
+        if blocked is None:
+            self.is_writing = False
+            return None
+        self.is_parked = False
+        return self._finish_write(blocked)
+
+    async def _finish_write(self, blocked: Awaitable[object]) -> None:
+        try:
+            await blocked
+        except OSError:
+            self._socket_lost()
+        finally:
+            self._write_done()
+
+    def _write_done(self) -> None:
+        self.is_writing = False
+        self._outgoing.fire()
+
+    def _socket_lost(self) -> None:
+        raise NotImplementedError
+
+
+class Channel(DirectWriter):
     """One live session."""
 
     __slots__ = (
         "_detached",
         "_drained",
         "_incoming",
-        "_outgoing",
         "_sleeps_until",
         "_timing",
         "client_host",
         "core",
         "direct",
         "incoming",
-        "is_parked",
-        "is_writing",
         "last_write",
         "max_incoming_messages",
         "max_pending_size",
@@ -97,7 +145,7 @@ class Channel:
         self.client_host: str | None = None
         #: Whether the attached receiver is served through another process (see ``_cluster``).
         self.remote_receiver = False
-        self._outgoing = Wakeup()  # frames to write, or the session closed
+        super().__init__()
         self._incoming = Wakeup()  # messages for the handler, or the session closed
         self._drained = Wakeup()  # pending frames written or incoming messages taken
         self._timing = Wakeup()  # the expiry deadline came nearer (or the session closed)
@@ -110,10 +158,6 @@ class Channel:
         #: A websocket's ASGI ``send``, used by other tasks while its pump is parked: a message
         #: for an idle socket is then written by the sender at once, with no task woken.
         self.direct: Send | None = None
-        #: The pump waits for frames (with nothing of its own to write).
-        self.is_parked = False
-        #: A frame is being written, by the pump or directly; nobody else may write meanwhile.
-        self.is_writing = False
         #: When a frame last went out (``anyio.current_time()``), for the heartbeat.
         self.last_write = 0.0
 
@@ -162,33 +206,8 @@ class Channel:
         if send is None or not self.is_parked or self.is_writing or self.core.pending_size:
             self.push(message, encoded)
             return None
-        self.is_writing = True
         self.last_write = now
-        try:
-            blocked = start(send({"type": "websocket.send", "text": frame}))
-        except OSError:  # the server reports the socket gone
-            self._socket_lost()
-            return None
-        except BaseException:
-            self._write_done()
-            raise
-        if blocked is None:
-            self.is_writing = False
-            return None
-        self.is_parked = False
-        return self._finish_write(blocked)
-
-    async def _finish_write(self, blocked: Awaitable[object]) -> None:
-        try:
-            await blocked
-        except OSError:
-            self._socket_lost()
-        finally:
-            self._write_done()
-
-    def _write_done(self) -> None:
-        self.is_writing = False
-        self._outgoing.fire()
+        return self._write_now(send, frame)
 
     def _socket_lost(self) -> None:
         self.is_writing = False

@@ -16,8 +16,7 @@ from starlette.requests import HTTPConnection
 
 from ._connection import Connection
 from ._http import pump
-from ._immediate import start
-from ._session import SOCKET_LOST, Wakeup
+from ._session import SOCKET_LOST, DirectWriter, Wakeup
 from ._types import Receive, Scope, Send
 from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
@@ -158,7 +157,7 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
         # frame and closes the socket, and the task group ends with it.
 
 
-class RawLink:
+class RawLink(DirectWriter):
     """A raw websocket: messages go out and come in verbatim, with no SockJS framing.
 
     Like a SockJS session, it has two queues: :meth:`read` fills the incoming one, so that a
@@ -170,7 +169,6 @@ class RawLink:
 
     __slots__ = (
         "_incoming",
-        "_outgoing",
         "_pending",
         "_receive",
         "_room",
@@ -179,14 +177,13 @@ class RawLink:
         "_taken",
         "close_code",
         "close_reason",
-        "is_parked",
-        "is_writing",
         "max_incoming_messages",
         "max_pending_size",
         "pending_size",
     )
 
     def __init__(self, receive: Receive, send: Send, *, max_pending_size: int, max_incoming_messages: int) -> None:
+        super().__init__()
         self._receive = receive
         self._send = send
         self.max_pending_size = max_pending_size
@@ -196,12 +193,9 @@ class RawLink:
         self.close_reason: str | None = None
         self._pending: deque[str] = deque()
         self.pending_size = 0
-        self._outgoing = Wakeup()  # messages to write, or closed
         self._taken = Wakeup()  # incoming messages for the handler, or closed
         self._room = Wakeup()  # a queue shrank, or closed
         self._socket_closed = False
-        self.is_parked = False
-        self.is_writing = False
 
     @property
     def is_closed(self) -> bool:
@@ -228,32 +222,7 @@ class RawLink:
         if not self.is_parked or self.is_writing or self._pending:
             self.push(message, encoded)
             return None
-        self.is_writing = True
-        try:
-            blocked = start(self._send({"type": "websocket.send", "text": message}))
-        except OSError:
-            self._socket_lost()
-            return None
-        except BaseException:
-            self._write_done()
-            raise
-        if blocked is None:
-            self.is_writing = False
-            return None
-        self.is_parked = False
-        return self._finish_write(blocked)
-
-    async def _finish_write(self, blocked: Awaitable[None]) -> None:
-        try:
-            await blocked
-        except OSError:
-            self._socket_lost()
-        finally:
-            self._write_done()
-
-    def _write_done(self) -> None:
-        self.is_writing = False
-        self._outgoing.fire()
+        return self._write_now(self._send, message)
 
     def _socket_lost(self) -> None:
         self.is_writing = False
