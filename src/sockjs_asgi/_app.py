@@ -215,7 +215,9 @@ class SockJSApp:
 
         Without ``to``, the broadcast also goes through the :class:`Broker` to the service's
         other processes, which deliver it to their own connections (or their own members of
-        ``room``).  Publishing never waits and never raises; see the broker for its guarantees.
+        ``room``) in the same way.  Publishing never waits and never raises; see the broker for
+        its guarantees.  Broadcasts already received from other processes are delivered here
+        first.
         ``to`` names connections of this process only.
         """
         if room is not None and to is not None:
@@ -224,6 +226,8 @@ class SockJSApp:
             raise TypeError(f"messages are str, got {type(message).__name__}")
         if room is not None and not isinstance(room, str):
             raise TypeError(f"rooms are named by str, got {room!r}")
+        if self._relay.has_arrivals:  # what the other processes broadcast before this goes first
+            await self._relay.catch_up()
         if to is None:
             self._relay.publish(message, room)
         targets = self.hub.room(room) if room is not None else self.hub.connections if to is None else to

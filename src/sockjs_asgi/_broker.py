@@ -30,13 +30,17 @@ from __future__ import annotations
 import logging
 import secrets
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
 
+from ._hub import hand_out, push
+
 if TYPE_CHECKING:
+    from ._connection import Connection
     from ._hub import Hub
     from ._metrics import Metrics
 
@@ -209,6 +213,12 @@ class BroadcastRelay:
     A publication is ``b1|<origin>|<room length or ->|<room><message>`` in UTF-8 (lone
     surrogates kept): the version tag lets a later format coexist during a rolling upgrade, and
     the origin lets an instance skip its own publications, which it has already delivered.
+
+    Another instance's broadcast is delivered as the sender's own process delivers one (see
+    :func:`~sockjs_asgi._hub.deliver`): by one task of the relay, which writes the frame itself to
+    every idle websocket instead of waking each receiver's task.  A write that cannot finish at
+    once (a slow client) holds that task only; until it finishes, later broadcasts are queued for
+    the receivers' own tasks, so no receiver ever waits for another one's socket.
     """
 
     def __init__(self, broker: Broker, hub: Hub, metrics: Metrics) -> None:
@@ -220,6 +230,11 @@ class BroadcastRelay:
         self._own_prefix = b""
         self._warned_detached = False
         self._routes: dict[str, Deliver] = {}
+        # Broadcasts from the other instances, waiting for the delivering task: (room, message).
+        self._inbox: deque[tuple[str | None, str]] = deque()
+        self._arrived: anyio.Event | None = None
+        # The delivering task waits for one slow socket (its inbox is then empty).
+        self._waiting = False
 
     @property
     def link(self) -> BrokerLink | None:
@@ -238,13 +253,19 @@ class BroadcastRelay:
         self._origin = secrets.token_hex(8)
         self._own_prefix = f"b1|{self._origin}|".encode()
         self._routes = dict(routes or {})
+        self._inbox.clear()
         topics = (BROADCAST, *self._routes)
-        async with self.broker.connect(topics, self._deliver, self._metrics) as link:
+        async with (
+            self.broker.connect(topics, self._deliver, self._metrics) as link,
+            anyio.create_task_group() as task_group,
+        ):
+            task_group.start_soon(self._deliver_forever)
             self._link = link
             try:
                 yield
             finally:
                 self._link = None
+                task_group.cancel_scope.cancel()
 
     def publish(self, message: str, room: str | None) -> None:
         """Send a broadcast to the other instances; never raises."""
@@ -280,8 +301,58 @@ class BroadcastRelay:
             logger.debug("ignored a publication on %r in an unknown format", topic)
             return
         room, message = decoded
+        if self._waiting:
+            # The delivering task waits for a slow socket: the receivers' own tasks write this
+            # one (after what they have queued already, so the order holds).
+            push(message, self._targets(room))
+            return
+        self._inbox.append(decoded)
+        arrived = self._arrived
+        if arrived is not None:
+            self._arrived = None
+            arrived.set()
+
+    def _targets(self, room: str | None) -> Collection[Connection]:
         hub = self._hub
-        hub.broadcast(message, hub.room(room) if room is not None else hub.connections, None)
+        return hub.room(room) if room is not None else hub.connections
+
+    async def catch_up(self) -> None:
+        """Deliver, in this task, every broadcast of the other instances that has arrived.
+
+        Called by this instance's own broadcasts first, so that what a process received before
+        it broadcasts reaches its connections before its own broadcast does.
+        """
+        inbox = self._inbox
+        while inbox:
+            room, message = inbox.popleft()
+            try:
+                _count, blocked, failure = hand_out(message, self._targets(room))
+                if blocked is not None:
+                    self._waiting = True
+                    # What arrived meanwhile goes to the receivers' tasks, in order, as what
+                    # arrives while this task waits will.
+                    while inbox:
+                        room, message = inbox.popleft()
+                        push(message, self._targets(room))
+                    await blocked
+                if failure is not None:
+                    raise failure
+            except Exception:  # one refused write must not stop the deliveries
+                logger.exception("delivering a broadcast from another instance failed")
+            finally:
+                self._waiting = False
+
+    @property
+    def has_arrivals(self) -> bool:
+        """Whether broadcasts of the other instances wait for :meth:`catch_up`."""
+        return bool(self._inbox)
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            if not self._inbox:
+                arrived = self._arrived = anyio.Event()
+                await arrived.wait()
+            await self.catch_up()
 
 
 def encode_broadcast(origin: str, room: str | None, message: str) -> bytes:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ._connection import Connection, _Link
     from ._metrics import Metrics
 
-__all__ = ["Hub", "deliver", "push"]
+__all__ = ["Hub", "deliver", "hand_out", "push"]
 
 #: A receiver is closed when a broadcast finds this many times ``max_pending_size`` queued.
 OVERFLOW_FACTOR = 4
@@ -70,15 +70,12 @@ class Hub:
     def rooms(self) -> Iterator[str]:
         return iter(list(self._rooms))
 
-    def broadcast(self, message: str, targets: Iterable[Connection], exclude: Connection | None) -> int:
-        """Queue ``message`` for every open connection in ``targets``; returns how many."""
-        return push(message, targets, exclude)
-
 
 def push(message: str, targets: Iterable[Connection], exclude: Connection | None = None) -> int:
     """Queue ``message`` for every open connection in ``targets`` without waiting; returns how many.
 
-    For callers that cannot wait; :func:`deliver` is the faster way for those that can.
+    For callers that cannot wait; :func:`deliver` is the faster way for those that can: every
+    receiver queued here wakes its own task to write.
     """
     encoded = encode_string(message)
     size = utf8_length(message)
@@ -103,6 +100,23 @@ async def deliver(message: str, targets: Iterable[Connection], exclude: Connecti
     queued for their own task.  When a socket cannot take the frame at once (a slow client),
     every receiver after it has the message queued instead, and only then does this task wait
     for that one write: one slow client never delays the others.
+    """
+    count, blocked, failure = hand_out(message, targets, exclude)
+    if blocked is not None:
+        await blocked
+    if failure is not None:
+        raise failure
+    return count
+
+
+def hand_out(
+    message: str, targets: Iterable[Connection], exclude: Connection | None = None
+) -> tuple[int, Awaitable[None] | None, Exception | None]:
+    """What :func:`deliver` does before it waits: ``(count, blocked, failure)``.
+
+    ``blocked``, if not ``None``, is the one write that could not finish at once; the calling
+    task must await it next (it is the rest of a call this task started).  ``failure`` is a write
+    the server refused, after every other receiver got the message.
     """
     encoded = encode_string(message)
     frame = frames.messages((encoded,))
@@ -139,11 +153,7 @@ async def deliver(message: str, targets: Iterable[Connection], exclude: Connecti
     if metrics is not None:
         metrics.messages_out += counted
         metrics.bytes_out += counted * size
-    if blocked is not None:
-        await blocked
-    if failure is not None:
-        raise failure
-    return count
+    return count, blocked, failure
 
 
 def _overflowing(link: _Link) -> bool:

@@ -9,6 +9,7 @@ full.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import starlette.datastructures
 import starlette.requests
 from anyio.abc import TaskGroup
 
-from sockjs_asgi import Connection, SockJSApp
+from sockjs_asgi import Connection, MemoryBroker, SockJSApp
 from sockjs_asgi._metrics import utf8_length
 from sockjs_asgi.testing import TestClient
 
@@ -202,6 +203,67 @@ async def test_a_slow_websocket_does_not_delay_the_others() -> None:
             # Once caught up, the slow socket is written directly again.
             assert await app.broadcast("four") == 10
             assert slow.frames[-1] == 'a["four"]'
+            for socket in sockets:
+                socket.close()
+
+
+def messages(socket: Socket) -> list[str]:
+    """The messages of the ``a`` frames a socket got, however they were batched."""
+    return [message for frame in socket.frames if frame.startswith("a") for message in json.loads(frame[1:])]
+
+
+async def test_another_instance_s_broadcast_to_idle_websockets_wakes_one_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broadcast from another process (here another app on the same broker) is written to
+    idle websockets by the relay's one task, as the sender's process writes its own: one
+    wake-up per broadcast, not one per receiver."""
+    broker = MemoryBroker()
+    sender, receiver = SockJSApp(listen, broker=broker), SockJSApp(listen, broker=broker)
+    with anyio.fail_after(TIMEOUT):
+        async with sender.run(), receiver.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, receiver, 50)
+            with counting_events(monkeypatch) as created:
+                for number in range(10):
+                    assert await sender.broadcast(f"m{number}") == 0  # none of its own
+                    await anyio.wait_all_tasks_blocked()
+                    assert all(len(socket.frames) == number + 2 for socket in sockets)
+            # The relay's task waits again once per broadcast; a woken pump would add one each.
+            assert created[0] == 10
+            for socket in sockets:
+                assert socket.frames == ["o"] + [f'a["m{number}"]' for number in range(10)]
+            assert (receiver.metrics.messages_out, receiver.metrics.bytes_out) == (500, 1000)
+            for socket in sockets:
+                socket.close()
+
+
+async def test_a_slow_websocket_does_not_delay_another_instance_s_broadcasts() -> None:
+    broker = MemoryBroker()
+    sender, receiver = SockJSApp(listen, broker=broker), SockJSApp(listen, broker=broker)
+    with anyio.fail_after(TIMEOUT):
+        async with sender.run(), receiver.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, receiver, 10)
+            slow = sockets[3]
+            slow.fill()
+            await sender.broadcast("one")
+            await anyio.wait_all_tasks_blocked()
+            # Everyone but the full socket has it; the relay's task waits for that one write.
+            assert [socket.frames for socket in sockets if socket is not slow] == [["o", 'a["one"]']] * 9
+            assert slow.frames == ["o"]
+            # Meanwhile later broadcasts, from the other instance and from this one, still reach
+            # the others, in order, queued for the slow one.
+            await sender.broadcast("two")
+            assert await receiver.broadcast("three") == 10
+            await sender.broadcast("four")
+            await anyio.wait_all_tasks_blocked()
+            expected = ["one", "two", "three", "four"]
+            assert all(messages(socket) == expected for socket in sockets if socket is not slow)
+            assert slow.frames == ["o"]
+            slow.drain()
+            await anyio.wait_all_tasks_blocked()
+            assert slow.frames == ["o", 'a["one"]', 'a["two","three","four"]']
+            # Caught up: written directly again, by the relay's task.
+            await sender.broadcast("five")
+            await anyio.wait_all_tasks_blocked()
+            assert all(socket.frames[-1] == 'a["five"]' for socket in sockets)
             for socket in sockets:
                 socket.close()
 
