@@ -51,6 +51,9 @@ logger = logging.getLogger("sockjs_asgi")
 #: Answer to a request from another address than the session's, with ``verify_ip``.
 OTHER_ADDRESS = close_frame(2010, "Attempted to connect to session from different IP")
 
+#: How many (transport, origin) pairs keep their session response headers built.
+HEADER_CACHE_SIZE = 256
+
 #: The application's code: called once per connection, which ends when it returns.
 Handler = Callable[[Connection], Awaitable[None]]
 
@@ -180,6 +183,7 @@ class SockJSApp:
         #: what ``max_sessions`` counts.
         self._websocket_sessions = 0
         self._iframe, self._etag = wire.iframe_page(self.options.sockjs_url)
+        self._response_header_cache: dict[tuple[str, str | None], tuple[wire.Headers, _http.RawHeaders]] = {}
 
     def __repr__(self) -> str:
         return f"<SockJSApp {getattr(self.handler, '__qualname__', self.handler)!r}>"
@@ -431,25 +435,52 @@ class SockJSApp:
         headers += transport.extra_headers
         return headers
 
+    def _response_headers(self, transport: Transport, request: HTTPConnection) -> tuple[wire.Headers, _http.RawHeaders]:
+        """A session response's headers: as strings (errors add to them), and encoded with the
+        transport's Content-Type (the response itself).
+
+        Both are built once per transport and origin and shared: never modify them.  Responses
+        that set a cookie or echo the requested headers are built each time, and so are those of
+        origins past the first :data:`HEADER_CACHE_SIZE` (``Origin`` is whatever clients send).
+        """
+        origin = requested = None
+        for key, value in request.scope["headers"]:
+            if key == b"origin":
+                if origin is None:
+                    origin = value.decode("latin-1")
+            elif key == b"access-control-request-headers" and requested is None:
+                requested = value.decode("latin-1")
+        cacheable = requested is None and not self.options.cookie_needed
+        key = (transport.name, origin if transport.has_cors else None)
+        if cacheable:
+            cached = self._response_header_cache.get(key)
+            if cached is not None:
+                return cached
+        headers = wire.NO_CACHE + self._session_headers(transport, request)
+        assert transport.content_type is not None  # every HTTP transport has one
+        built = headers, _http.encode_headers([*headers, ("content-type", transport.content_type)])
+        if cacheable and len(self._response_header_cache) < HEADER_CACHE_SIZE:
+            self._response_header_cache[key] = built
+        return built
+
     async def _serve_session(
         self, transport: Transport, session_id: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         request = HTTPConnection(scope)
-        headers = self._session_headers(transport, request)
         if scope["method"] == "OPTIONS":
             preflight = wire.preflight_headers(("OPTIONS", "POST"), time.time())
-            await _http.respond(send, 204, headers + preflight)
+            await _http.respond(send, 204, self._session_headers(transport, request) + preflight)
             return
-        headers = wire.NO_CACHE + headers
+        headers, encoded = self._response_headers(transport, request)
         try:
             if transport.kind is Kind.SEND:
-                await self._serve_send(transport, session_id, request, receive, send, headers)
+                await self._serve_send(transport, session_id, request, receive, send, encoded)
             else:
                 callback = ""
                 if transport.needs_callback:
                     query = request.query_params
                     callback = validate_callback(query.get("c", query.get("callback")))
-                await self._serve_receiver(transport, session_id, callback, request, receive, send, headers)
+                await self._serve_receiver(transport, session_id, callback, request, receive, send, headers, encoded)
         except RemoteProtocolError as exc:
             await _http.error(send, exc, headers)
         except _http.Disconnected:
@@ -462,7 +493,7 @@ class SockJSApp:
         request: HTTPConnection,
         receive: Receive,
         send: Send,
-        headers: wire.Headers,
+        encoded: _http.RawHeaders,
     ) -> None:
         body = await _http.read_body(receive, self.options.max_request_size, declared=_content_length(request))
         try:
@@ -481,13 +512,13 @@ class SockJSApp:
                 if not await self._relay_send(session_id, request, messages):
                     await _http.not_found(send)
                     return
-                await self._sent(transport, send, headers)
+                await self._sent(transport, send, encoded)
                 return
         if channel is None or not self._same_client(channel, request):
             await _http.not_found(send)
             return
         await channel.deliver(messages)
-        await self._sent(transport, send, headers)
+        await self._sent(transport, send, encoded)
 
     async def _relay_send(self, session_id: str, request: HTTPConnection, messages: list[str]) -> bool:
         try:
@@ -500,11 +531,12 @@ class SockJSApp:
         host = request.client.host if request.client else None
         return await self._cluster.relay_send(found.owner, session_id, host, messages)
 
-    async def _sent(self, transport: Transport, send: Send, headers: wire.Headers) -> None:
+    async def _sent(self, transport: Transport, send: Send, encoded: _http.RawHeaders) -> None:
+        # Both answer text/plain, the send transports' Content-Type.
         if transport.name == "jsonp_send":
-            await _http.respond(send, 200, headers, b"ok", content_type="text/plain; charset=UTF-8")
+            await _http.respond_encoded(send, 200, encoded, b"ok")
         else:
-            await _http.respond(send, 204, [*headers, ("content-type", "text/plain; charset=UTF-8")])
+            await _http.respond_encoded(send, 204, encoded)
 
     async def _serve_receiver(
         self,
@@ -515,9 +547,10 @@ class SockJSApp:
         receive: Receive,
         send: Send,
         headers: wire.Headers,
+        encoded: _http.RawHeaders,
     ) -> None:
         limit = self.options.response_limit
-        writer = _http.FrameWriter(send, transport, callback, headers, limit=limit)
+        writer = _http.FrameWriter(send, transport, callback, encoded, limit=limit)
         cluster = self._cluster
         channel = self.registry.get(session_id)
         if channel is None and cluster.active:

@@ -15,16 +15,29 @@ from ._session import Channel
 from ._types import Receive, Send
 from .protocol import frames
 from .protocol.errors import RemoteProtocolError
-from .protocol.http import NOT_FOUND, Headers
+from .protocol.http import NOT_FOUND
 from .protocol.session import SessionState
 from .protocol.transports import Kind, Transport, htmlfile_prelude
 
-__all__ = ["FrameWriter", "pump", "read_body", "respond", "watch_disconnect"]
+__all__ = [
+    "FrameWriter",
+    "RawHeaders",
+    "encode_headers",
+    "pump",
+    "read_body",
+    "respond",
+    "respond_encoded",
+    "watch_disconnect",
+]
 
 Write = Callable[[str], Awaitable[bool]]
 
+#: Response headers as ASGI sends them: ``(name, value)`` byte pairs.
+RawHeaders = list[tuple[bytes, bytes]]
 
-def _raw(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+
+def encode_headers(headers: Sequence[tuple[str, str]]) -> RawHeaders:
+    """``headers`` as ASGI sends them."""
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
@@ -42,16 +55,26 @@ async def respond(
         all_headers.append(("content-type", content_type))
     if status not in (204, 304):
         all_headers.append(("content-length", str(len(body))))
-    await send({"type": "http.response.start", "status": status, "headers": _raw(all_headers)})
+    await send({"type": "http.response.start", "status": status, "headers": encode_headers(all_headers)})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def start_stream(send: Send, headers: Headers, content_type: str | None) -> None:
-    """Start a streaming response (chunked on HTTP/1.1)."""
-    all_headers = list(headers)
-    if content_type is not None:
-        all_headers.append(("content-type", content_type))
-    await send({"type": "http.response.start", "status": 200, "headers": _raw(all_headers)})
+async def respond_encoded(send: Send, status: int, headers: RawHeaders, body: bytes = b"") -> None:
+    """Send a whole response whose headers (Content-Type included) are encoded already.
+
+    ``headers`` is copied, never handed over: callers keep one list for many responses, and a
+    server or middleware may add to the list it gets (Starlette's ``MutableHeaders`` does).
+    """
+    all_headers = headers.copy()
+    if status != 204 and status != 304:
+        all_headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def start_stream(send: Send, headers: RawHeaders) -> None:
+    """Start a streaming response (chunked on HTTP/1.1); ``headers`` as for :func:`respond_encoded`."""
+    await send({"type": "http.response.start", "status": 200, "headers": headers.copy()})
 
 
 async def not_found(send: Send) -> None:
@@ -128,6 +151,8 @@ async def watch_disconnect(receive: Receive) -> None:
 class FrameWriter:
     """Writes the frames of one receiving request in its transport's shape.
 
+    ``headers`` are the response's, encoded, the transport's Content-Type included.
+
     A polling transport answers one frame as a whole response (with Content-Length); a
     streaming one starts the response with the prelude and sends each frame as its own chunk
     (PROTOCOL.md 9) until a close frame or ``limit`` bytes of frames, the prelude not counted
@@ -138,7 +163,7 @@ class FrameWriter:
     refused as a second receiver.
     """
 
-    def __init__(self, send: Send, transport: Transport, callback: str, headers: Headers, *, limit: int) -> None:
+    def __init__(self, send: Send, transport: Transport, callback: str, headers: RawHeaders, *, limit: int) -> None:
         self._send = send
         self._transport = transport
         self._callback = callback
@@ -153,7 +178,7 @@ class FrameWriter:
 
     async def start(self) -> None:
         if self.is_streaming:
-            await start_stream(self._send, self._headers, self._transport.content_type)
+            await start_stream(self._send, self._headers)
             if self.prelude:
                 await self._send({"type": "http.response.body", "body": self.prelude.encode(), "more_body": True})
 
@@ -166,7 +191,7 @@ class FrameWriter:
             self.before_last()
         if not self.is_streaming:
             body = self.prelude.encode() + body
-            await respond(self._send, 200, self._headers, body, content_type=self._transport.content_type)
+            await respond_encoded(self._send, 200, self._headers, body)
             return True
         await self._send({"type": "http.response.body", "body": body, "more_body": True})
         if self.is_finished:

@@ -1,0 +1,118 @@
+"""What an HTTP session request costs, counted rather than timed (issue #8).
+
+The response headers of a session transport depend only on the transport and the request's
+``Origin`` (unless a cookie or requested headers are echoed): they are built and encoded once,
+not for every request, and what a server or middleware does to the list it gets stays out of
+later responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import anyio
+import pytest
+
+from sockjs_asgi import SockJSApp, _app, _http
+from sockjs_asgi.testing import Response, TestClient
+
+from .support import TIMEOUT, Message, Receive, Scope, Send, echo, header, session_url, values
+
+pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def counting_encodings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Count the header lists encoded in the block."""
+    real = _http.encode_headers
+    encoded = [0]
+
+    def encode_headers(headers: Sequence[tuple[str, str]]) -> _http.RawHeaders:
+        encoded[0] += 1
+        return real(headers)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_http, "encode_headers", encode_headers)
+        yield encoded
+
+
+async def round_trip(client: TestClient, url: str, message: str, origin: str | None = None) -> list[Response]:
+    headers = {"Origin": origin} if origin is not None else None
+    sent = await client.request("POST", url + "/xhr_send", body=b'["%s"]' % message.encode(), headers=headers)
+    assert sent.status == 204
+    polled = await client.request("POST", url + "/xhr", headers=headers)
+    assert polled.body == b'a["%s"]\n' % message.encode()
+    return [sent, polled]
+
+
+async def test_session_responses_encode_their_headers_once_per_transport_and_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = SockJSApp(echo)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client:
+            url = session_url()
+            with counting_encodings(monkeypatch) as encoded:
+                assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+                await round_trip(client, url, "first")
+                assert encoded[0] == 2  # xhr, then xhr_send
+                for number in range(20):
+                    await round_trip(client, url, f"m{number}")
+                await round_trip(client, url, "other", origin="https://a.example")
+                assert encoded[0] == 4  # the new origin's, once per transport
+
+
+@pytest.mark.parametrize("origin", [None, "https://a.example", "null", "https://b.example"])
+async def test_each_origin_gets_its_own_cors_headers(origin: str | None) -> None:
+    """Whatever origins came before (headers kept for one are not another's)."""
+    app = SockJSApp(echo)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client:
+            url = session_url()
+            assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+            for other in ("https://b.example", None, "https://a.example"):
+                await round_trip(client, url, "x", origin=other)
+            for response in await round_trip(client, url, "y", origin=origin):
+                assert header(response, "access-control-allow-origin") == (origin or "*")
+                assert header(response, "access-control-allow-credentials") == (None if origin is None else "true")
+                assert values(response, "vary") == ["Origin"]
+
+
+async def test_headers_are_kept_for_a_bounded_number_of_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_app, "HEADER_CACHE_SIZE", 4)
+    app = SockJSApp(echo)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client:
+            url = session_url()
+            assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+            for number in range(10):
+                origin = f"https://{number}.example"
+                for response in await round_trip(client, url, "x", origin=origin):
+                    assert header(response, "access-control-allow-origin") == origin
+            assert len(app._response_header_cache) == 4
+
+
+async def test_a_middleware_adding_headers_changes_no_later_response() -> None:
+    """Starlette's ``MutableHeaders(scope=message)`` appends to the list the app sent."""
+    app = SockJSApp(echo)
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        async def add_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message["headers"]
+                assert isinstance(headers, list)
+                headers.append((b"x-added", b"1"))
+            await send(message)
+
+        await app(scope, receive, add_header if scope["type"] == "http" else send)
+
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(middleware) as client:
+            url = session_url()
+            assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+            for number in range(3):
+                for response in await round_trip(client, url, f"m{number}"):
+                    assert values(response, "x-added") == ["1"]
+                    assert values(response, "content-type") != []
+                    assert len(values(response, "access-control-allow-origin")) == 1
