@@ -12,8 +12,8 @@ import html
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from email.utils import formatdate
+from typing import NamedTuple
 
 from .transports import Transport
 
@@ -59,9 +59,11 @@ class Endpoint(enum.Enum):
     SESSION = "session"
 
 
-@dataclass(frozen=True)
-class Route:
-    """A path matched to an endpoint; ``methods`` are those the endpoint accepts."""
+class Route(NamedTuple):
+    """A path matched to an endpoint; ``methods`` are those the endpoint accepts.
+
+    A named tuple: one is made for every session request, and a tuple is the cheapest to make.
+    """
 
     endpoint: Endpoint
     methods: tuple[str, ...]
@@ -69,8 +71,6 @@ class Route:
     session_id: str | None = None
 
 
-# Segments are one or more characters that are neither "/" nor "." (PROTOCOL.md 1).
-_SESSION_PATH = re.compile(r"/([^/.]+)/([^/.]+)/([a-z_]+)/?")
 _IFRAME_PATH = re.compile(r"/iframe[0-9a-z_.\-]*\.html/?")
 _GREETING = Route(Endpoint.GREETING, ("GET",))
 _INFO = Route(Endpoint.INFO, ("GET", "OPTIONS"))
@@ -80,6 +80,20 @@ _RAW_WEBSOCKET = Route(Endpoint.RAW_WEBSOCKET, ("GET",))
 
 def route(path: str, transports: Mapping[str, Transport], *, has_raw_websocket: bool) -> Route | None:
     """Match ``path``, taken below the service prefix, to an endpoint; ``None`` means 404."""
+    # Session URLs first, as they are most of the traffic: /<server>/<session>/<transport>, with
+    # an optional trailing slash.  The server and session segments are one or more characters
+    # that are neither "/" nor "." (PROTOCOL.md 1); every transport name is [a-z_]+, so a name
+    # found in ``transports`` is a valid one.  No other endpoint has three segments.
+    parts = path.split("/")
+    count = len(parts)
+    if count == 4 or (count == 5 and not parts[4]):
+        server, session_id, name = parts[1], parts[2], parts[3]
+        if not server or not session_id or "." in server or "." in session_id:
+            return None
+        transport = transports.get(name)
+        if transport is None:
+            return None
+        return Route(Endpoint.SESSION, transport.methods, transport, session_id)
     if path in ("", "/"):
         return _GREETING
     if path in ("/info", "/info/"):
@@ -88,13 +102,7 @@ def route(path: str, transports: Mapping[str, Transport], *, has_raw_websocket: 
         return _RAW_WEBSOCKET if has_raw_websocket else None
     if _IFRAME_PATH.fullmatch(path):
         return _IFRAME
-    match = _SESSION_PATH.fullmatch(path)
-    if match is None:
-        return None
-    transport = transports.get(match.group(3))
-    if transport is None:
-        return None
-    return Route(Endpoint.SESSION, transport.methods, transport, match.group(2))
+    return None
 
 
 def cors_headers(origin: str | None, request_headers: str | None) -> Headers:
