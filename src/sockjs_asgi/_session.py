@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Iterator
 
 import anyio
 
+from . import _loop
 from ._immediate import start
 from ._types import Send
 from .protocol import frames
@@ -40,11 +41,11 @@ class Wakeup:
     __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self._event: anyio.Event | None = None
+        self._event: _loop.Event | None = None
 
     async def wait(self) -> None:
         if self._event is None:
-            self._event = anyio.Event()
+            self._event = _loop.new_event()
         await self._event.wait()
 
     def fire(self) -> None:
@@ -287,7 +288,7 @@ class Channel(DirectWriter):
 
     def detach(self, *, interrupted: bool = False) -> None:
         was_closed = self.core.is_closed
-        self.core.detach(anyio.current_time(), interrupted=interrupted)
+        self.core.detach(_loop.current_time(), interrupted=interrupted)
         if self.core.is_closed and not was_closed:
             self._closed_changed()
             return

@@ -21,7 +21,7 @@ import starlette.datastructures
 import starlette.requests
 from anyio.abc import TaskGroup
 
-from sockjs_asgi import Connection, MemoryBroker, SockJSApp
+from sockjs_asgi import Connection, MemoryBroker, SockJSApp, _loop
 from sockjs_asgi._metrics import utf8_length
 from sockjs_asgi.testing import TestClient
 
@@ -97,7 +97,8 @@ class Socket:
 
 @contextmanager
 def counting_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Count the ``anyio.Event`` objects created in the block."""
+    """Count the events created in the block: ``anyio.Event`` objects, and those that session
+    tasks wait on (``_loop.new_event``, an asyncio one on asyncio)."""
     real = anyio.Event
     created = [0]
 
@@ -107,6 +108,7 @@ def counting_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
     with monkeypatch.context() as patch:
         patch.setattr(anyio, "Event", event)
+        patch.setattr(_loop, "new_event", event)
         yield created
 
 

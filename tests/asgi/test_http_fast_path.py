@@ -8,13 +8,14 @@ later responses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import anyio
 import pytest
 
-from sockjs_asgi import SockJSApp, _app, _http
+from sockjs_asgi import SockJSApp, _app, _http, _loop
 from sockjs_asgi.testing import Response, TestClient
 
 from .support import TIMEOUT, Message, Receive, Scope, Send, echo, header, session_url, values
@@ -116,3 +117,38 @@ async def test_a_middleware_adding_headers_changes_no_later_response() -> None:
                     assert values(response, "x-added") == ["1"]
                     assert values(response, "content-type") != []
                     assert len(values(response, "access-control-allow-origin")) == 1
+
+
+async def test_the_loop_helpers_are_anyios(anyio_backend_name: str) -> None:
+    before = anyio.current_time()
+    now = _loop.current_time()
+    assert before <= now <= anyio.current_time()
+    event = _loop.new_event()
+    assert isinstance(event, asyncio.Event if anyio_backend_name == "asyncio" else anyio.Event)
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(event.wait)
+        await anyio.wait_all_tasks_blocked()
+        event.set()
+    assert event.is_set()
+
+
+async def test_a_round_trip_makes_one_event_the_handler_waits_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The echo handler waits for each message once; the send request and the poll that finds
+    the answer waiting wait for nothing."""
+    real = _loop.new_event
+    made = [0]
+
+    def new_event() -> _loop.Event:
+        made[0] += 1
+        return real()
+
+    app = SockJSApp(echo)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(app) as client:
+            url = session_url()
+            assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+            await round_trip(client, url, "first")
+            monkeypatch.setattr(_loop, "new_event", new_event)
+            for number in range(10):
+                await round_trip(client, url, f"m{number}")
+            assert made[0] == 10
