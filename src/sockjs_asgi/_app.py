@@ -20,7 +20,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any, Literal
 
 import anyio
@@ -633,7 +633,21 @@ class SockJSApp:
         if refused is not None:
             await writer.refuse(refused)
             return
-        channel.remote_receiver = isinstance(writer, RemoteWriter)
+        if type(writer) is _http.FrameWriter:
+            channel.remote_receiver = False
+            if not writer.is_streaming:
+                frame = channel.next_frame()
+                if frame is not None:
+                    # A poll answered from what is pending: its one write ends the response,
+                    # and the session is detached just before it goes out, so there is no
+                    # disconnect to watch (no task, no cancel scope), and a client gone
+                    # meanwhile aborted nothing.
+                    writer.before_last = channel.detach
+                    with suppress(OSError):  # the server reported the client gone while we wrote
+                        await writer.write(frame)
+                    return
+        else:
+            channel.remote_receiver = isinstance(writer, RemoteWriter)
         attached = True
         interrupted = False
 
@@ -660,14 +674,6 @@ class SockJSApp:
 
         writer.before_last = detach
         try:
-            if isinstance(writer, _http.FrameWriter) and not writer.is_streaming:
-                frame = channel.next_frame()
-                if frame is not None:
-                    # A poll answered from what is pending: its one write ends the response (and
-                    # detaches first), so there is no wait for a disconnect to watch, and no
-                    # task or cancel scope is needed.
-                    await write(frame)
-                    return
             async with anyio.create_task_group() as task_group:
 
                 async def watch() -> None:

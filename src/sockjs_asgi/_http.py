@@ -190,7 +190,8 @@ class FrameWriter:
         if self.is_finished and self.before_last is not None:
             self.before_last()
         if not self.is_streaming:
-            body = self.prelude.encode() + body
+            if self.prelude:
+                body = self.prelude.encode() + body
             await respond_encoded(self._send, 200, self._headers, body)
             return True
         await self._send({"type": "http.response.body", "body": body, "more_body": True})

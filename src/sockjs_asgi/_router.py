@@ -28,6 +28,8 @@ class SockJSRouter:
         # Longest first, so that /a/b wins over /a.
         self.services = dict(sorted(services.items(), key=lambda item: -len(item[0])))
         self.app = app
+        # What a request is matched against: the prefix, and its start of a longer path.
+        self._prefixes = [(prefix, prefix + "/", service) for prefix, service in self.services.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -36,12 +38,10 @@ class SockJSRouter:
         root = scope.get("root_path", "")
         path: str = scope["path"]
         local = path[len(root) :] if root and path.startswith(root) else path
-        for prefix, service in self.services.items():
-            if local == prefix or local.startswith(prefix + "/"):
-                child = dict(scope)
-                child["root_path"] = root + prefix
-                child["path"] = root + local  # ASGI: path keeps root_path
-                await service(child, receive, send)
+        for prefix, below, service in self._prefixes:
+            if local.startswith(below) or local == prefix:
+                # ASGI: path keeps root_path.
+                await service({**scope, "root_path": root + prefix, "path": root + local}, receive, send)
                 return
         if self.app is not None:
             await self.app(scope, receive, send)
