@@ -9,11 +9,12 @@ asyncio is running (under trio, even a trio guest run inside an asyncio loop, no
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
 
-__all__ = ["Event", "current_time", "new_event"]
+__all__ = ["Event", "clock", "new_event"]
 
 
 class Event(Protocol):
@@ -33,12 +34,13 @@ def _asyncio_task() -> asyncio.Task[object] | None:
         return None
 
 
-def current_time() -> float:
-    """``anyio.current_time()``: the running event loop's clock."""
+def clock() -> Callable[[], float]:
+    """What ``anyio.current_time`` reads for the running loop, to be called directly by
+    something that reads it often and lives in this loop."""
     task = _asyncio_task()
     if task is not None:
-        return task.get_loop().time()
-    return anyio.current_time()
+        return task.get_loop().time
+    return anyio.current_time
 
 
 def new_event() -> Event:

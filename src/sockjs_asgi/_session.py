@@ -110,6 +110,7 @@ class Channel(DirectWriter):
     """One live session."""
 
     __slots__ = (
+        "_clock",
         "_detached",
         "_drained",
         "_incoming",
@@ -138,7 +139,9 @@ class Channel(DirectWriter):
     ) -> None:
         self.session_id = session_id
         self.transport = transport
-        self.core = Session(disconnect_delay=disconnect_delay, now=anyio.current_time())
+        # The running loop's clock, looked up once: a session lives and dies in one loop.
+        self._clock = _loop.clock()
+        self.core = Session(disconnect_delay=disconnect_delay, now=self._clock())
         self.max_pending_size = max_pending_size
         self.max_incoming_messages = max_incoming_messages
         self.incoming: deque[str] = deque()
@@ -288,7 +291,7 @@ class Channel(DirectWriter):
 
     def detach(self, *, interrupted: bool = False) -> None:
         was_closed = self.core.is_closed
-        self.core.detach(_loop.current_time(), interrupted=interrupted)
+        self.core.detach(self._clock(), interrupted=interrupted)
         if self.core.is_closed and not was_closed:
             self._closed_changed()
             return

@@ -120,9 +120,12 @@ async def test_a_middleware_adding_headers_changes_no_later_response() -> None:
 
 
 async def test_the_loop_helpers_are_anyios(anyio_backend_name: str) -> None:
+    clock = _loop.clock()
     before = anyio.current_time()
-    now = _loop.current_time()
+    now = clock()
     assert before <= now <= anyio.current_time()
+    await anyio.sleep(0.01)
+    assert clock() > now
     event = _loop.new_event()
     assert isinstance(event, asyncio.Event if anyio_backend_name == "asyncio" else anyio.Event)
     async with anyio.create_task_group() as task_group:
