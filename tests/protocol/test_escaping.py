@@ -266,6 +266,11 @@ def test_decode_messages_accepts_arrays_of_strings(payload: str, expected: list[
         ("[" * 100_000, BROKEN_JSON),
         ("[" * 100_000 + "]" * 100_000, BROKEN_JSON),
         ('{"a":' * 100_000 + "1" + "}" * 100_000, BROKEN_JSON),
+        # Raw control characters, in the one-message shape too: JSON escapes them.
+        ('["a\x01b"]', BROKEN_JSON),
+        ('["\n"]', BROKEN_JSON),
+        ('["\x00"]', BROKEN_JSON),
+        ('["a\\"]', BROKEN_JSON),
     ],
 )
 def test_decode_messages_errors(payload: str, body: str) -> None:
@@ -318,3 +323,22 @@ def test_decode_messages_raises_only_the_documented_error(payload: str) -> None:
     else:
         assert isinstance(result, list)
         assert all(isinstance(m, str) for m in result)
+
+
+@no_deadline
+@given(any_text)
+def test_decode_messages_reads_one_unescaped_message_as_json_does(message: str) -> None:
+    """The one-message payload a client writes without escapes (decoded without the JSON parser)
+    decodes as JSON decodes it, whatever its characters."""
+    payload = json.dumps([message], ensure_ascii=False)
+    expected = json.loads(payload)
+    assert decode_messages(payload) == expected
+    # Written without any escape: a raw control character is not JSON.
+    raw = '["' + message.replace("\\", "").replace('"', "") + '"]'
+    try:
+        expected = json.loads(raw)
+    except ValueError:
+        with pytest.raises(RemoteProtocolError):
+            decode_messages(raw)
+    else:
+        assert decode_messages(raw) == expected

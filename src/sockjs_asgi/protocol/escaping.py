@@ -72,6 +72,11 @@ PAYLOAD_EXPECTED = "Payload expected."
 BROKEN_JSON = "Broken JSON encoding."
 
 
+# The usual payload: one message with nothing escaped (no quote, backslash or control character,
+# which JSON would have escaped or refused), whose decoding is the text between the quotes.
+_ONE_PLAIN_MESSAGE = re.compile(r'\["([^"\\\x00-\x1f]*)"\]')
+
+
 def decode_messages(payload: str) -> list[str]:
     """Decode a client payload: a JSON array of strings.
 
@@ -80,6 +85,9 @@ def decode_messages(payload: str) -> list[str]:
     encoding.`` for text that is not JSON (PROTOCOL.md 5.7).  Lone surrogates are kept, as the
     protocol allows any Unicode in a message.
     """
+    plain = _ONE_PLAIN_MESSAGE.fullmatch(payload)
+    if plain is not None:
+        return [plain.group(1)]
     if not payload:
         raise RemoteProtocolError(PAYLOAD_EXPECTED)
     try:
