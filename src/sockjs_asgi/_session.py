@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 
@@ -114,6 +114,8 @@ class Channel(DirectWriter):
         "_detached",
         "_drained",
         "_incoming",
+        "_pull",
+        "_reading",
         "_sleeps_until",
         "_timing",
         "client_host",
@@ -164,6 +166,10 @@ class Channel(DirectWriter):
         self.direct: Send | None = None
         #: When a frame last went out (``anyio.current_time()``), for the heartbeat.
         self.last_write = 0.0
+        #: A websocket's reader: reads the socket once, handing what came to :meth:`deliver`
+        #: (see :meth:`receive`).  ``None`` for HTTP sessions, whose send requests deliver.
+        self._pull: Callable[[], Awaitable[None]] | None = None
+        self._reading = False
 
     # -- wake-ups ------------------------------------------------------------------------
 
@@ -235,16 +241,37 @@ class Channel(DirectWriter):
             self._closed_changed()
 
     async def receive(self) -> str | None:
-        """The next message from the client; ``None`` once the session is closed and empty."""
+        """The next message from the client; ``None`` once the session is closed and empty.
+
+        A websocket session has no task of its own that reads the socket: the handler's task
+        reads it here, when it wants a message and none is waiting.  While one task reads,
+        others asking for a message wait for what it brings.  A close from this side ends that
+        read when the client answers it (servers then report the socket closed): a read is
+        not interrupted, as cancelling one costs more than the read itself.
+        """
         while not self.incoming:
             if self.core.is_closed:
                 return None
-            await self._incoming.wait()
+            pull = self._pull
+            if pull is None or self._reading:
+                await self._incoming.wait()
+                continue
+            self._reading = True
+            try:
+                await pull()
+            finally:
+                self._reading = False
+                self._incoming.fire()
         message = self.incoming.popleft()
         self._drained.fire()
         return message
 
     # -- the client's side ---------------------------------------------------------------
+
+    def take(self, messages: list[str]) -> None:
+        """Hand messages read by :meth:`receive`'s own reader to the handler, without waiting:
+        the handler asked for them, and the socket is read only when nothing is waiting."""
+        self.incoming.extend(self.core.receive(messages))
 
     async def deliver(self, messages: list[str]) -> None:
         """Hand messages from the client to the handler, in order, waiting for room."""

@@ -107,35 +107,37 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
     channel.attach()
     socket_open = True
 
-    async def read() -> None:
+    async def pull() -> None:
+        # Read one message from the socket, in the handler's task (see ``Channel.receive``): a
+        # session has no reading task of its own.  A handler that does not read learns that the
+        # client left when a write fails, the heartbeat's at the latest.
         nonlocal socket_open
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            socket_open = False
+            channel.terminate(message.get("code", 1005), message.get("reason") or "")
+            return
+        text = _text(message)
+        # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
+        if text == "":
+            return
+        try:
+            if text is None:
+                raise RemoteProtocolError("Broken framing.")
+            channel.take(decode_messages(text))
+        except RemoteProtocolError:
+            channel.terminate(*BROKEN_FRAMING)
+            if socket_open:
                 socket_open = False
-                channel.terminate(message.get("code", 1005), message.get("reason") or "")
-                return
-            text = _text(message)
-            # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
-            if text == "":
-                continue
-            try:
-                if text is None:
-                    raise RemoteProtocolError("Broken framing.")
-                await channel.deliver(decode_messages(text))
-            except RemoteProtocolError:
-                channel.terminate(*BROKEN_FRAMING)
-                if socket_open:
-                    socket_open = False
-                    with contextlib.suppress(OSError):  # the client may be gone already
-                        await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
-                return
+                with contextlib.suppress(OSError):  # the client may be gone already
+                    await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
 
     async def write(frame: str) -> bool:
         await send({"type": "websocket.send", "text": frame})
         return frames.is_close(frame)
 
     channel.direct = send
+    channel._pull = pull
 
     async def run_pump() -> None:
         nonlocal socket_open
@@ -150,7 +152,6 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
 
     conn = Connection(channel, request, "websocket", app)
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(read)
         task_group.start_soon(run_pump)
         await app.run_handler(channel, conn)
         # The handler returned: run_handler closed the session, the pump writes the close
@@ -160,16 +161,16 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
 class RawLink(DirectWriter):
     """A raw websocket: messages go out and come in verbatim, with no SockJS framing.
 
-    Like a SockJS session, it has two queues: :meth:`read` fills the incoming one, so that a
-    handler waiting in :meth:`receive` wakes when the connection closes from either side, and
-    :meth:`write` empties the outgoing one, so that a broadcast can add to it without waiting.
-    While :meth:`write` waits with nothing to write, senders write to the socket themselves
-    (see :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`).
+    The handler's task reads the socket in :meth:`receive`, and a close from either side ends
+    that wait.  :meth:`write` empties the outgoing queue, so that a broadcast can add to it
+    without waiting; while it waits with nothing to write, senders write to the socket
+    themselves (see :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`).
     """
 
     __slots__ = (
         "_incoming",
         "_pending",
+        "_reading",
         "_receive",
         "_room",
         "_send",
@@ -177,22 +178,21 @@ class RawLink(DirectWriter):
         "_taken",
         "close_code",
         "close_reason",
-        "max_incoming_messages",
         "max_pending_size",
         "pending_size",
     )
 
-    def __init__(self, receive: Receive, send: Send, *, max_pending_size: int, max_incoming_messages: int) -> None:
+    def __init__(self, receive: Receive, send: Send, *, max_pending_size: int) -> None:
         super().__init__()
         self._receive = receive
         self._send = send
         self.max_pending_size = max_pending_size
-        self.max_incoming_messages = max_incoming_messages
         self._incoming: deque[str] = deque()
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._pending: deque[str] = deque()
         self.pending_size = 0
+        self._reading = False
         self._taken = Wakeup()  # incoming messages for the handler, or closed
         self._room = Wakeup()  # a queue shrank, or closed
         self._socket_closed = False
@@ -268,31 +268,35 @@ class RawLink(DirectWriter):
         except OSError:
             self.close_now(*SOCKET_LOST)  # the server reports the socket gone
 
-    async def read(self) -> None:
-        """Read the socket until it closes, queueing text messages for :meth:`receive`."""
-        while True:
-            message = await self._receive()
-            if message["type"] == "websocket.disconnect":
-                self._socket_closed = True
-                self.close_now(message.get("code", 1005), message.get("reason") or "")
-                return
-            text = _text(message)
-            if text is None or self.is_closed:
-                continue  # nothing to deliver; keep reading until the socket closes
-            while len(self._incoming) >= self.max_incoming_messages and not self.is_closed:
-                await self._room.wait()
-            self._incoming.append(text)
-            self._taken.fire()
-
     async def receive(self) -> str | None:
-        """The next message; ``None`` once the connection is closed and nothing is left."""
+        """The next message; ``None`` once the connection is closed and nothing is left.
+
+        There is no reading task: the handler's task reads the socket here, as the SockJS
+        websocket transport does (see ``Channel.receive``).
+        """
         while not self._incoming:
             if self.is_closed:
                 return None
-            await self._taken.wait()
-        message = self._incoming.popleft()
-        self._room.fire()
-        return message
+            if self._reading:
+                await self._taken.wait()
+                continue
+            self._reading = True
+            try:
+                await self._pull()
+            finally:
+                self._reading = False
+                self._taken.fire()
+        return self._incoming.popleft()
+
+    async def _pull(self) -> None:
+        message = await self._receive()
+        if message["type"] == "websocket.disconnect":
+            self._socket_closed = True
+            self.close_now(message.get("code", 1005), message.get("reason") or "")
+            return
+        text = _text(message)
+        if text is not None and not self.is_closed:  # else nothing to deliver
+            self._incoming.append(text)
 
 
 async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -300,13 +304,9 @@ async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) 
     request = await _accept(app, scope, receive, send, raw=True)
     if request is None:
         return
-    options = app.options
-    link = RawLink(
-        receive, send, max_pending_size=options.max_pending_size, max_incoming_messages=options.max_incoming_messages
-    )
+    link = RawLink(receive, send, max_pending_size=app.options.max_pending_size)
     try:
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(link.read)
             task_group.start_soon(link.write)
             await app.run_handler(link, Connection(link, request, "raw_websocket", app))
     finally:

@@ -273,8 +273,9 @@ async def test_raw_websocket_send_after_close_raises() -> None:
 
 
 async def test_receive_ends_when_the_server_closes_a_session_websocket() -> None:
-    """A handler waiting for a message sees the loop end as soon as the connection closes,
-    even when another task closed it (here: before the client answered the close)."""
+    """A handler waiting for a message sees the loop end when the connection closes, also when
+    another task closed it: the wait for the client's next message ends with its answer to the
+    close."""
     loop_ended = anyio.Event()
     close_now = anyio.Event()
 
@@ -292,9 +293,9 @@ async def test_receive_ends_when_the_server_closes_a_session_websocket() -> None
     async with serving(handler) as client, client.websocket(session_url() + "/websocket") as socket:
         assert await socket.receive_text() == "o"
         close_now.set()
+        assert await frames_until_closed(socket) == ['c[4000,"bye"]']
         with anyio.fail_after(2):
             await loop_ended.wait()
-        assert await frames_until_closed(socket) == ['c[4000,"bye"]']
 
 
 async def test_receive_ends_when_the_server_closes_a_raw_websocket() -> None:
@@ -314,7 +315,7 @@ async def test_receive_ends_when_the_server_closes_a_raw_websocket() -> None:
 
     async with serving(handler) as client, client.websocket("/websocket") as socket:
         close_now.set()
-        with anyio.fail_after(2):
-            await loop_ended.wait()
         assert await socket.receive_text() is None
         assert (socket.close_code, socket.close_reason) == (4000, "bye")
+        with anyio.fail_after(2):
+            await loop_ended.wait()
