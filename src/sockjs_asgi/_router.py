@@ -40,8 +40,10 @@ class SockJSRouter:
         local = path[len(root) :] if root and path.startswith(root) else path
         for prefix, below, service in self._prefixes:
             if local.startswith(below) or local == prefix:
-                # ASGI: path keeps root_path.
-                await service({**scope, "root_path": root + prefix, "path": root + local}, receive, send)
+                child = dict(scope)
+                child["root_path"] = root + prefix
+                child["path"] = root + local  # ASGI: path keeps root_path
+                await service(child, receive, send)
                 return
         if self.app is not None:
             await self.app(scope, receive, send)
