@@ -174,6 +174,8 @@ class SockJSApp:
         self._cluster = Cluster(self, getattr(self.broker, "channel", ""))
         self._other_address = OTHER_ADDRESS
         self._task_group: TaskGroup | None = None
+        #: Heartbeats for parked pumps, while ``run()`` is active (else each pump times its own).
+        self._heartbeats: _http.Heartbeats | None = None
         self._links: set[Channel | _websocket.RawLink] = set()
         # Created in the event loop that waits on it: an app may outlive one loop (tests run the
         # same module-level app on asyncio and then on trio).
@@ -258,11 +260,14 @@ class SockJSApp:
             async with self._relay.connected(routes), anyio.create_task_group() as task_group:
                 async with self._cluster.running(task_group):
                     self._task_group = task_group
+                    self._heartbeats = _http.Heartbeats(self.options.heartbeat_delay)
+                    task_group.start_soon(self._heartbeats.run)
                     try:
                         with on_termination(self.close_all):
                             yield
                     finally:
                         self._task_group = None
+                        self._heartbeats = None
                         with anyio.CancelScope(shield=True):
                             self.close_all()
                             with anyio.move_on_after(shutdown_timeout):
@@ -689,7 +694,11 @@ class SockJSApp:
                 task_group.start_soon(watch)
                 await writer.start()
                 await _http.pump(
-                    channel, write, heartbeat_delay=self.options.heartbeat_delay, is_attached=lambda: attached
+                    channel,
+                    write,
+                    heartbeat_delay=self.options.heartbeat_delay,
+                    is_attached=lambda: attached,
+                    heartbeats=self._heartbeats,
                 )
                 task_group.cancel_scope.cancel()
         except OSError:

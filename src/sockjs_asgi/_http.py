@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from ._session import Channel
+from ._session import Channel, Wakeup
 from ._types import Receive, Send
 from .protocol import frames
 from .protocol.errors import RemoteProtocolError
@@ -216,8 +216,45 @@ class FrameWriter:
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class Heartbeats:
+    """One task that wakes every parked pump whose heartbeat is due.
+
+    A pump waiting with a timeout of its own costs a cancel scope and a timer per wait, and
+    a pump waits once per burst of frames.  Registered here instead, a parked pump costs an
+    entry in a set; this task looks at them every quarter of ``delay``, so a heartbeat goes
+    out between ``delay`` and 1.25 ``delay`` after the last frame.
+    """
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._parked: set[Channel] = set()
+        self._first = Wakeup()  # a pump parked while none was
+
+    def park(self, channel: Channel) -> None:
+        if not self._parked:
+            self._first.fire()
+        self._parked.add(channel)
+
+    def unpark(self, channel: Channel) -> None:
+        self._parked.discard(channel)
+
+    async def run(self) -> None:
+        while True:
+            if not self._parked:
+                await self._first.wait()
+            await anyio.sleep(self.delay / 4)
+            due = anyio.current_time() - self.delay
+            for channel in [channel for channel in self._parked if channel.last_write <= due]:
+                channel.wake_outgoing()
+
+
 async def pump(
-    channel: Channel, write: Write, *, heartbeat_delay: float, is_attached: Callable[[], bool] = lambda: True
+    channel: Channel,
+    write: Write,
+    *,
+    heartbeat_delay: float,
+    is_attached: Callable[[], bool] = lambda: True,
+    heartbeats: Heartbeats | None = None,
 ) -> None:
     """Write the session's frames until ``write`` says the last one went out.
 
@@ -229,7 +266,9 @@ async def pump(
     While the pump waits it is *parked*: a websocket's senders may then write to the socket
     themselves (see :meth:`Channel.offer`), so an idle receiver of a broadcast costs no
     wake-up.  They move :attr:`Channel.last_write` forward, which the heartbeat deadline
-    follows; the pump's timeout is only re-armed when it wakes, not per frame.
+    follows; the pump's timeout is only re-armed when it wakes, not per frame.  With
+    ``heartbeats`` (a service that runs) the pump waits with no timeout of its own, and that
+    task wakes it when its heartbeat is due.
     """
     channel.last_write = anyio.current_time()
     # Only a websocket's socket is shared with other writers; successive HTTP receivers of a
@@ -245,8 +284,15 @@ async def pump(
                 wait = channel.last_write + heartbeat_delay - anyio.current_time()
                 if wait > 0:
                     channel.is_parked = True
-                    with anyio.move_on_after(wait):
-                        await channel.wait_outgoing()
+                    if heartbeats is not None:
+                        heartbeats.park(channel)
+                        try:
+                            await channel.wait_outgoing()
+                        finally:
+                            heartbeats.unpark(channel)
+                    else:
+                        with anyio.move_on_after(wait):
+                            await channel.wait_outgoing()
                     channel.is_parked = False
                     continue
                 frame = frames.HEARTBEAT

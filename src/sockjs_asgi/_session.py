@@ -312,6 +312,10 @@ class Channel(DirectWriter):
             self._drained.fire()
         return frame
 
+    def wake_outgoing(self) -> None:
+        """Wake a pump waiting in :meth:`wait_outgoing` (its heartbeat is due)."""
+        self._outgoing.fire()
+
     async def wait_outgoing(self) -> None:
         """Wait until :meth:`next_frame` may have something new."""
         await self._outgoing.wait()

@@ -142,7 +142,7 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
     async def run_pump() -> None:
         nonlocal socket_open
         try:
-            await pump(channel, write, heartbeat_delay=app.options.heartbeat_delay)
+            await pump(channel, write, heartbeat_delay=app.options.heartbeat_delay, heartbeats=app._heartbeats)
             if socket_open:
                 socket_open = False
                 await send({"type": "websocket.close", "code": 1000})

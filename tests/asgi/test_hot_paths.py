@@ -323,6 +323,30 @@ async def test_an_echo_of_ten_messages_read_together_leaves_in_one_frame(monkeyp
             socket.close()
 
 
+async def test_a_parked_pump_sets_no_timeout_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``run()`` active, heartbeats come from one task: a pump that waits for the next
+    burst of frames arms no cancel scope or timer."""
+    timeouts = 0
+    real = anyio.move_on_after
+
+    def counting(delay: float | None, shield: bool = False) -> anyio.CancelScope:
+        nonlocal timeouts
+        timeouts += 1
+        return real(delay, shield=shield)
+
+    app = SockJSApp(echo)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1)
+            monkeypatch.setattr(anyio, "move_on_after", counting)
+            for number in range(20):
+                socket.client_sends({"type": "websocket.receive", "text": f'["m{number}"]'})
+                await anyio.wait_all_tasks_blocked()
+            assert socket.frames[1:] == [f'a["m{number}"]' for number in range(20)]
+            assert timeouts == 0
+            socket.close()
+
+
 async def _tasks_per_session(open_one: Any, count: int = 5) -> float:
     before = len(anyio.get_running_tasks())
     for _ in range(count):

@@ -105,6 +105,23 @@ async def test_heartbeat() -> None:
         assert await socket.receive_text() == "h"
 
 
+@pytest.mark.parametrize("lifespan", [True, False], ids=["one-task-for-all", "own-timeout"])
+async def test_heartbeat_with_and_without_run(lifespan: bool) -> None:
+    """Heartbeats come from one task of ``run()`` for every parked pump, or, with no ``run()``
+    active, from each pump's own timeout: about every ``heartbeat_delay`` either way."""
+    async with (
+        serving(echo, heartbeat_delay=0.05, lifespan=lifespan) as client,
+        client.websocket(session_url() + "/websocket") as socket,
+    ):
+        assert await socket.receive_text() == "o"
+        started = anyio.current_time()
+        for _ in range(3):
+            assert await socket.receive_text() == "h"
+        # Three heartbeats take at least three delays, and at most 1.25 delays each (plus
+        # scheduling, generously bounded).
+        assert 0.15 <= anyio.current_time() - started < 1.0
+
+
 async def test_websocket_sessions_are_private() -> None:
     """Same session id on two sockets: two independent sessions, unknown to xhr_send."""
     recorder = Recorder(echo=True)
