@@ -2,29 +2,24 @@
 
 ``anyio.current_time()`` and ``anyio.Event()`` find the running backend at every call, which
 costs more than what they then do (on asyncio, ``loop.time()`` and an ``asyncio.Event``, which
-anyio's event wraps).  These do the same with one look-up, the one sniffio makes: a task of
-asyncio is running (under trio, even a trio guest run inside an asyncio loop, none is).
+anyio's event wraps and which adds a queue and a coroutine per wait).  These do the same with
+one look-up, the one sniffio makes: a task of asyncio is running (under trio, even a trio guest
+run inside an asyncio loop, none is).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
 
 import anyio
+from anyio import Event as _AnyioEvent
 
-__all__ = ["Event", "clock", "new_event"]
+__all__ = ["Waiter", "clock", "new_waiter"]
 
 
-class Event(Protocol):
-    """What both ``asyncio.Event`` and ``anyio.Event`` offer."""
-
-    def set(self) -> None: ...
-
-    def is_set(self) -> bool: ...
-
-    async def wait(self) -> object: ...
+#: What a task waits on until another wakes it: see :func:`new_waiter`.
+Waiter = asyncio.Future[None] | anyio.Event
 
 
 def _asyncio_task() -> asyncio.Task[object] | None:
@@ -43,8 +38,11 @@ def clock() -> Callable[[], float]:
     return anyio.current_time
 
 
-def new_event() -> Event:
-    """``anyio.Event()``: on asyncio, the ``asyncio.Event`` that anyio's would wrap."""
-    if _asyncio_task() is not None:
-        return asyncio.Event()
-    return anyio.Event()
+def new_waiter() -> Waiter:
+    """Something one task waits on until another sets it: on asyncio a bare future of the
+    running loop (``await`` it; ``set_result(None)`` wakes it), the smallest thing a task can
+    wait for; under trio an ``anyio.Event``."""
+    task = _asyncio_task()
+    if task is not None:
+        return task.get_loop().create_future()
+    return _AnyioEvent()

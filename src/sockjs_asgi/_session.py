@@ -12,6 +12,7 @@ the handler.  Neither drops a message.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -34,25 +35,47 @@ SOCKET_LOST = (1006, "Socket lost")
 class Wakeup:
     """Something that tasks wait to change.
 
-    The event under it is created by the first waiter and dropped when it fires, so a change
+    Waiters are created when a task waits and dropped when the change fires, so a change
     nobody waits for costs one attribute read, and waiters always wait for the next change.
+    On asyncio a waiter is a bare future of the loop, the smallest thing a task can wait for
+    (an ``asyncio.Event`` would add a queue and a coroutine per wait); under trio it is an
+    ``anyio.Event``.
     """
 
-    __slots__ = ("_event",)
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._event: _loop.Event | None = None
+        self._waiters: list[_loop.Waiter] | None = None
 
     async def wait(self) -> None:
-        if self._event is None:
-            self._event = _loop.new_event()
-        await self._event.wait()
+        waiter = _loop.new_waiter()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = [waiter]
+        else:
+            waiters.append(waiter)
+        try:
+            if isinstance(waiter, asyncio.Future):
+                await waiter
+            else:
+                await waiter.wait()
+        except BaseException:
+            # Cancelled (a timeout, say): forget the waiter, or waits that keep timing out on
+            # a change that never comes would pile up.
+            waiters = self._waiters
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+            raise
 
     def fire(self) -> None:
-        event = self._event
-        if event is not None:
-            self._event = None
-            event.set()
+        waiters = self._waiters
+        if waiters is not None:
+            self._waiters = None
+            for waiter in waiters:
+                if not isinstance(waiter, asyncio.Future):
+                    waiter.set()
+                elif not waiter.done():
+                    waiter.set_result(None)
 
 
 class DirectWriter:

@@ -105,18 +105,22 @@ class Socket:
 
 @contextmanager
 def counting_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Count the events created in the block: ``anyio.Event`` objects, and those that session
-    tasks wait on (``_loop.new_event``, an asyncio one on asyncio)."""
-    real = anyio.Event
+    """Count the events created in the block: ``anyio.Event`` objects, and what session tasks
+    wait on (``_loop.new_waiter``: a future on asyncio)."""
+    real_event, real_waiter = anyio.Event, _loop.new_waiter
     created = [0]
 
     def event() -> anyio.Event:
         created[0] += 1
-        return real()
+        return real_event()
+
+    def waiter() -> _loop.Waiter:
+        created[0] += 1
+        return real_waiter()
 
     with monkeypatch.context() as patch:
         patch.setattr(anyio, "Event", event)
-        patch.setattr(_loop, "new_event", event)
+        patch.setattr(_loop, "new_waiter", waiter)
         yield created
 
 

@@ -126,22 +126,35 @@ async def test_the_loop_helpers_are_anyios(anyio_backend_name: str) -> None:
     assert before <= now <= anyio.current_time()
     await anyio.sleep(0.01)
     assert clock() > now
-    event = _loop.new_event()
-    assert isinstance(event, asyncio.Event if anyio_backend_name == "asyncio" else anyio.Event)
+    waiter = _loop.new_waiter()
+    woken = []
+
+    async def wait() -> None:
+        if isinstance(waiter, anyio.Event):
+            await waiter.wait()
+        else:
+            await waiter
+        woken.append(True)
+
+    assert isinstance(waiter, asyncio.Future if anyio_backend_name == "asyncio" else anyio.Event)
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(event.wait)
+        task_group.start_soon(wait)
         await anyio.wait_all_tasks_blocked()
-        event.set()
-    assert event.is_set()
+        assert not woken
+        if isinstance(waiter, anyio.Event):
+            waiter.set()
+        else:
+            waiter.set_result(None)
+    assert woken == [True]
 
 
 async def test_a_round_trip_makes_one_event_the_handler_waits_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """The echo handler waits for each message once; the send request and the poll that finds
     the answer waiting wait for nothing."""
-    real = _loop.new_event
+    real = _loop.new_waiter
     made = [0]
 
-    def new_event() -> _loop.Event:
+    def new_waiter() -> _loop.Waiter:
         made[0] += 1
         return real()
 
@@ -151,7 +164,7 @@ async def test_a_round_trip_makes_one_event_the_handler_waits_on(monkeypatch: py
             url = session_url()
             assert (await client.request("POST", url + "/xhr")).body == b"o\n"
             await round_trip(client, url, "first")
-            monkeypatch.setattr(_loop, "new_event", new_event)
+            monkeypatch.setattr(_loop, "new_waiter", new_waiter)
             for number in range(10):
                 await round_trip(client, url, f"m{number}")
             assert made[0] == 10
