@@ -329,6 +329,17 @@ class SockJSApp:
             await _http.not_found(send)
             return
         method = scope["method"]
+        transport = found.transport
+        if (
+            transport is not None
+            and transport.kind is not Kind.WEBSOCKET
+            and method in found.methods
+            and options.allowed_origins is None
+        ):
+            # A session request that nothing below refuses: most of the traffic.
+            assert found.session_id is not None
+            await self._serve_session(transport, found.session_id, scope, receive, send)
+            return
         is_websocket = found.endpoint is wire.Endpoint.RAW_WEBSOCKET or (
             found.transport is not None and found.transport.kind is Kind.WEBSOCKET
         )
