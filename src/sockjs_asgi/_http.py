@@ -255,6 +255,7 @@ async def pump(
     heartbeat_delay: float,
     is_attached: Callable[[], bool] = lambda: True,
     heartbeats: Heartbeats | None = None,
+    on_demand: bool = False,
 ) -> None:
     """Write the session's frames until ``write`` says the last one went out.
 
@@ -269,8 +270,14 @@ async def pump(
     follows; the pump's timeout is only re-armed when it wakes, not per frame.  With
     ``heartbeats`` (a service that runs) the pump waits with no timeout of its own, and that
     task wakes it when its heartbeat is due.
+
+    ``on_demand``: a websocket's writer started because something needs writing (see
+    ``Channel.start_writer``).  The session is registered with ``heartbeats`` for its whole
+    life, the clock of its last frame is kept, and the pump returns after writing a heartbeat:
+    a session that was silent that long needs no task of its own until something comes.
     """
-    channel.last_write = anyio.current_time()
+    if not on_demand:
+        channel.last_write = anyio.current_time()
     # Only a websocket's socket is shared with other writers; successive HTTP receivers of a
     # session each write to their own response.
     shared = channel.direct is not None
@@ -280,11 +287,14 @@ async def pump(
                 await channel.wait_outgoing()
                 continue
             frame = channel.next_frame()
+            is_heartbeat = frame is None
             if frame is None:
                 wait = channel.last_write + heartbeat_delay - anyio.current_time()
                 if wait > 0:
                     channel.is_parked = True
-                    if heartbeats is not None:
+                    if on_demand:
+                        await channel.wait_outgoing()
+                    elif heartbeats is not None:
                         heartbeats.park(channel)
                         try:
                             await channel.wait_outgoing()
@@ -302,7 +312,7 @@ async def pump(
             finally:
                 channel.is_writing = False
             channel.last_write = anyio.current_time()
-            if is_last:
+            if is_last or (on_demand and is_heartbeat):
                 return
     finally:
         channel.is_parked = False

@@ -123,6 +123,10 @@ class DirectWriter:
 
     def _write_done(self) -> None:
         self.is_writing = False
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Something may need writing: wake the writer."""
         self._outgoing.fire()
 
     def _socket_lost(self) -> None:
@@ -141,15 +145,18 @@ class Channel(DirectWriter):
         "_reading",
         "_sleeps_until",
         "_timing",
+        "_writer_done",
         "client_host",
         "core",
         "direct",
+        "has_writer",
         "incoming",
         "last_write",
         "max_incoming_messages",
         "max_pending_size",
         "remote_receiver",
         "session_id",
+        "start_writer",
         "transport",
     )
 
@@ -193,11 +200,45 @@ class Channel(DirectWriter):
         #: (see :meth:`receive`).  ``None`` for HTTP sessions, whose send requests deliver.
         self._pull: Callable[[], Awaitable[None]] | None = None
         self._reading = False
+        #: Starts a writer (a pump) for a websocket whose writer runs only while it has
+        #: something to write (see :meth:`_wake_writer`); ``None``: the pump runs for the whole
+        #: session.
+        self.start_writer: Callable[[], None] | None = None
+        #: Such a writer is running (or starting).
+        self.has_writer = False
+        self._writer_done = Wakeup()
 
     # -- wake-ups ------------------------------------------------------------------------
 
-    def _closed_changed(self) -> None:
+    def _wake_writer(self, *, heartbeat: bool = False) -> None:
+        """Something may need writing: wake the pump, or, for a websocket whose writer runs
+        only when needed, start one if none runs and there is something to write (queued
+        frames, a close frame, or a ``heartbeat`` that is due)."""
         self._outgoing.fire()
+        start_writer = self.start_writer
+        if start_writer is None:
+            return
+        self._writer_done.fire()  # for wait_writers(): a write may have ended
+        if self.has_writer or self.is_writing:
+            return
+        core = self.core
+        if (heartbeat or core.pending_size or core.is_closed) and core.state is not SessionState.CLOSED:
+            self.has_writer = True
+            start_writer()
+
+    def writer_finished(self) -> None:
+        """A writer started by ``start_writer`` has returned."""
+        self.has_writer = False
+        self.is_parked = True  # nobody writes: senders write to the socket themselves
+        self._writer_done.fire()
+
+    async def wait_writers(self) -> None:
+        """Wait until no writer runs and no write is under way."""
+        while self.has_writer or self.is_writing:
+            await self._writer_done.wait()
+
+    def _closed_changed(self) -> None:
+        self._wake_writer()
         self._incoming.fire()
         self._drained.fire()
         self._timing.fire()
@@ -224,7 +265,7 @@ class Channel(DirectWriter):
     def push(self, message: str, encoded: str) -> None:
         """Queue an encoded message without waiting, for the pump."""
         self.core.send(encoded)
-        self._outgoing.fire()
+        self._wake_writer()
 
     def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None:
         """Give a broadcast message to this session without waiting.
@@ -336,8 +377,8 @@ class Channel(DirectWriter):
         return frame
 
     def wake_outgoing(self) -> None:
-        """Wake a pump waiting in :meth:`wait_outgoing` (its heartbeat is due)."""
-        self._outgoing.fire()
+        """Wake a pump waiting in :meth:`wait_outgoing`, or start one: its heartbeat is due."""
+        self._wake_writer(heartbeat=True)
 
     async def wait_outgoing(self) -> None:
         """Wait until :meth:`next_frame` may have something new."""

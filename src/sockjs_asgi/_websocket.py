@@ -7,6 +7,7 @@ session id and it ends with the socket, without ``disconnect_delay``.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from ._app import SockJSApp
 
 __all__ = ["RawLink", "deny", "serve_raw", "serve_session"]
+
+logger = logging.getLogger("sockjs_asgi")
 
 #: Close code and reason for a client message that is not JSON (node's choice).
 BROKEN_FRAMING = (3000, "Broken framing.")
@@ -139,10 +142,18 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
     channel.direct = send
     channel._pull = pull
 
-    async def run_pump() -> None:
+    async def run_pump(on_demand: bool = False) -> None:
         nonlocal socket_open
         try:
-            await pump(channel, write, heartbeat_delay=app.options.heartbeat_delay, heartbeats=app._heartbeats)
+            await pump(
+                channel,
+                write,
+                heartbeat_delay=app.options.heartbeat_delay,
+                heartbeats=app._heartbeats,
+                on_demand=on_demand,
+            )
+            if on_demand and not channel.core.is_closed:
+                return  # nothing more to write for now
             if socket_open:
                 socket_open = False
                 await send({"type": "websocket.close", "code": 1000})
@@ -151,11 +162,55 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
         channel.terminate(channel.close_code or 1006, channel.close_reason or "Socket lost")
 
     conn = Connection(channel, request, "websocket", app)
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(run_pump)
+    heartbeats, task_group = app._heartbeats, app._task_group
+    if heartbeats is None or task_group is None:
+        # No run(): the session's own task group holds a pump for the whole session.
+        async with anyio.create_task_group() as own:
+            own.start_soon(run_pump)
+            await app.run_handler(channel, conn)
+            # The handler returned: run_handler closed the session, the pump writes the close
+            # frame and closes the socket, and the task group ends with it.
+        return
+
+    # With run(), a writer runs only while there is something to write: an idle session holds
+    # no task but the handler's (which waits for the client), and broadcasts, heartbeats and
+    # the close frame start one when they need it, in run()'s task group.
+    async def write_on_demand() -> None:
+        try:
+            await run_pump(on_demand=True)
+        except Exception:  # keep run()'s task group alive; the server's error ends this session
+            logger.exception("%r: writing to the websocket failed", conn)
+            channel.terminate(*CloseReason.INTERNAL_ERROR)
+        finally:
+            channel.writer_finished()
+
+    def start_writer() -> None:
+        task_group.start_soon(write_on_demand)
+
+    channel.start_writer = start_writer
+    try:
+        opening = channel.next_frame()  # the open frame, written here: no writer is needed yet
+        assert opening == frames.OPEN
+        channel.is_writing = True
+        try:
+            await write(opening)
+        finally:
+            channel.is_writing = False
+        channel.last_write = anyio.current_time()
+        channel.is_parked = True
+        heartbeats.park(channel)
         await app.run_handler(channel, conn)
-        # The handler returned: run_handler closed the session, the pump writes the close
-        # frame and closes the socket, and the task group ends with it.
+        # The handler returned: run_handler closed the session, and a writer writes the close
+        # frame and closes the socket.  This call returns only after it: the socket is the
+        # server's once the application returns.
+        await channel.wait_writers()
+    except OSError:  # the socket closed under the open frame
+        channel.terminate(1006, "Socket lost")
+    except BaseException:
+        channel.terminate(1006, "Socket lost")
+        raise
+    finally:
+        heartbeats.unpark(channel)
 
 
 class RawLink(DirectWriter):
