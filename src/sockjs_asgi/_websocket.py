@@ -257,9 +257,9 @@ class RawLink(DirectWriter):
         return self.close_code is not None
 
     async def send(self, message: str) -> None:
-        while self.pending_size >= self.max_pending_size and not self.is_closed:
+        while self.pending_size >= self.max_pending_size and self.close_code is None:
             await self._room.wait()
-        if self.is_closed:
+        if self.close_code is not None:
             raise ConnectionClosed("the connection is closed")
         # No frame packs raw messages: one for an idle socket is written at once, by the caller.
         blocked = self.offer(message, message, message, 0.0)
@@ -329,29 +329,31 @@ class RawLink(DirectWriter):
         There is no reading task: the handler's task reads the socket here, as the SockJS
         websocket transport does (see ``Channel.receive``).
         """
-        while not self._incoming:
-            if self.is_closed:
+        incoming = self._incoming
+        while not incoming:
+            if self.close_code is not None:
                 return None
             if self._reading:
                 await self._taken.wait()
                 continue
             self._reading = True
             try:
-                await self._pull()
+                message = await self._receive()
             finally:
                 self._reading = False
                 self._taken.fire()
-        return self._incoming.popleft()
-
-    async def _pull(self) -> None:
-        message = await self._receive()
-        if message["type"] == "websocket.disconnect":
-            self._socket_closed = True
-            self.close_now(message.get("code", 1005), message.get("reason") or "")
-            return
-        text = _text(message)
-        if text is not None and not self.is_closed:  # else nothing to deliver
-            self._incoming.append(text)
+            if message["type"] == "websocket.disconnect":
+                self._socket_closed = True
+                self.close_now(message.get("code", 1005), message.get("reason") or "")
+                return None
+            text = message.get("text")
+            if text.__class__ is not str:
+                text = _text(message)
+            if text is not None and self.close_code is None:
+                if not incoming:  # the usual case: straight to the handler
+                    return text
+                incoming.append(text)
+        return incoming.popleft()
 
 
 async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
