@@ -21,7 +21,7 @@ import anyio
 
 from . import _loop
 from ._immediate import start
-from ._types import Send
+from ._types import Message, Receive, Send
 from .protocol import frames
 from .protocol.escaping import encode_string
 from .protocol.session import Session, SessionState
@@ -30,6 +30,10 @@ __all__ = ["SOCKET_LOST", "Channel", "DirectWriter", "Registry", "Wakeup"]
 
 #: Why a websocket session ended when its socket failed under a write.
 SOCKET_LOST = (1006, "Socket lost")
+
+
+def _ignore(message: Message) -> None:
+    return None
 
 
 class Wakeup:
@@ -141,7 +145,8 @@ class Channel(DirectWriter):
         "_detached",
         "_drained",
         "_incoming",
-        "_pull",
+        "_on_read",
+        "_read",
         "_reading",
         "_sleeps_until",
         "_timing",
@@ -196,9 +201,12 @@ class Channel(DirectWriter):
         self.direct: Send | None = None
         #: When a frame last went out (``anyio.current_time()``), for the heartbeat.
         self.last_write = 0.0
-        #: A websocket's reader: reads the socket once, handing what came to :meth:`deliver`
-        #: (see :meth:`receive`).  ``None`` for HTTP sessions, whose send requests deliver.
-        self._pull: Callable[[], Awaitable[None]] | None = None
+        #: A websocket's ASGI ``receive``, which :meth:`receive` reads the socket with, and
+        #: what handles each message read (delivering it to :attr:`incoming`, or closing); the
+        #: awaitable it may return is awaited next.  ``None`` for HTTP sessions, whose send
+        #: requests deliver.
+        self._read: Receive | None = None
+        self._on_read: Callable[[Message], Awaitable[None] | None] = _ignore
         self._reading = False
         #: Starts a writer (a pump) for a websocket whose writer runs only while it has
         #: something to write (see :meth:`_wake_writer`); ``None``: the pump runs for the whole
@@ -316,13 +324,15 @@ class Channel(DirectWriter):
         while not self.incoming:
             if self.core.is_closed:
                 return None
-            pull = self._pull
-            if pull is None or self._reading:
+            read = self._read
+            if read is None or self._reading:
                 await self._incoming.wait()
                 continue
             self._reading = True
             try:
-                await pull()
+                after = self._on_read(await read())
+                if after is not None:
+                    await after
             finally:
                 self._reading = False
                 self._incoming.fire()

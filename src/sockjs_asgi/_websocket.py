@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 from ._connection import Connection
 from ._http import pump
 from ._session import SOCKET_LOST, DirectWriter, Wakeup
-from ._types import Receive, Scope, Send
+from ._types import Message, Receive, Scope, Send
 from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
 from .protocol.escaping import decode_messages
@@ -110,20 +110,19 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
     channel.attach()
     socket_open = True
 
-    async def pull() -> None:
-        # Read one message from the socket, in the handler's task (see ``Channel.receive``): a
+    def on_read(message: Message) -> Awaitable[None] | None:
+        # One message the handler's task read from the socket (see ``Channel.receive``): a
         # session has no reading task of its own.  A handler that does not read learns that the
         # client left when a write fails, the heartbeat's at the latest.
         nonlocal socket_open
-        message = await receive()
         if message["type"] == "websocket.disconnect":
             socket_open = False
             channel.terminate(message.get("code", 1005), message.get("reason") or "")
-            return
+            return None
         text = _text(message)
         # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
         if text == "":
-            return
+            return None
         try:
             if text is None:
                 raise RemoteProtocolError("Broken framing.")
@@ -132,15 +131,20 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
             channel.terminate(*BROKEN_FRAMING)
             if socket_open:
                 socket_open = False
-                with contextlib.suppress(OSError):  # the client may be gone already
-                    await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
+                return close_broken()
+        return None
+
+    async def close_broken() -> None:
+        with contextlib.suppress(OSError):  # the client may be gone already
+            await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
 
     async def write(frame: str) -> bool:
         await send({"type": "websocket.send", "text": frame})
         return frames.is_close(frame)
 
     channel.direct = send
-    channel._pull = pull
+    channel._read = receive
+    channel._on_read = on_read
 
     async def run_pump(on_demand: bool = False) -> None:
         nonlocal socket_open
