@@ -57,7 +57,7 @@ function sessionId() {
 function url(template) {
   const session = sessionId();
   const port = config.ports ? config.ports[sessionCounter % config.ports.length] : config.port;
-  return `ws://${HOST}:${port}${template.replace('{session}', session)}`;
+  return { port, url: `ws://${HOST}:${port}${template.replace('{session}', session)}` };
 }
 
 // How many messages a websocket frame carries: a SockJS `a` frame holds several, `o` and `h`
@@ -85,7 +85,9 @@ const outgoing = () => (config.framing === 'raw' ? PAYLOAD : SOCKJS_PAYLOAD);
 function openSocket(template) {
   return new Promise((resolve, reject) => {
     // What we receive is counted, never read: no UTF-8 validation to pay for.
-    const socket = new WebSocket(url(template), { perMessageDeflate: false, skipUTF8Validation: true });
+    const target = url(template);
+    const socket = new WebSocket(target.url, { perMessageDeflate: false, skipUTF8Validation: true });
+    socket.port = target.port;
     socket.on('error', reject);
     if (config.hello) socket.once('message', () => resolve(socket));
     else socket.once('open', () => resolve(socket));
@@ -290,36 +292,57 @@ async function echo() {
 // `sessions` websockets; the first sends a message, the server sends it to all; once all have
 // it, the next one goes. The time from send to the last arrival is recorded per message, and
 // the messages that arrived in the window are counted.
+//
+// With `senders` (default 1) and `inflight` (default 1), that many sessions send, spread over the
+// `ports` in turn, and each keeps `inflight` broadcasts on their way: a sender's next broadcast
+// goes once one of its own has reached everyone. Each message then carries its number, read
+// back from every frame to know which broadcast arrived.
 async function broadcast() {
   const sockets = await openMany(config.sessions, config.path);
   const everyone = sockets.length;
-  let arrived = 0;
-  let sent = 0;
-  let sentAt = 0;
+  const senderCount = config.senders || 1;
+  const inflight = config.inflight || 1;
+  const senders = pickSenders(sockets, senderCount);
+  const single = senderCount * inflight === 1; // arrivals need no number: one broadcast at a time
+  const pending = new Map(); // number -> {sender, sentAt, left}
+  let last = 0; // the number of the last broadcast sent
   let delivered = 0;
   const times = []; // [when completed, time until all had it]
-  function next() {
-    arrived = 0;
-    sent += 1;
-    sentAt = now();
-    const text = String(sent).padStart(32, '0');
-    sockets[0].send(config.framing === 'raw' ? text : JSON.stringify([text]));
+  function send(sender) {
+    last += 1;
+    pending.set(last, { sender, sentAt: now(), left: everyone });
+    const text = String(last).padStart(32, '0');
+    senders[sender].send(config.framing === 'raw' ? text : JSON.stringify([text]));
+  }
+  function arrived(number, count) {
+    const entry = pending.get(number);
+    if (entry === undefined) fail(`broadcast ${number} arrived more than ${everyone} times (or was never sent)`);
+    entry.left -= count;
+    if (entry.left === 0) {
+      pending.delete(number);
+      const done = now();
+      times.push([done, done - entry.sentAt]);
+      setImmediate(send, entry.sender);
+    } else if (entry.left < 0) {
+      fail(`broadcast ${number} arrived more than ${everyone} times`);
+    }
   }
   for (const socket of sockets) {
     socket.on('message', (data) => {
       const count = countFrame(data);
-      arrived += count;
+      if (count === 0) return;
       delivered += count;
-      if (arrived === everyone) {
-        const done = now();
-        times.push([done, done - sentAt]);
-        setImmediate(next);
-      } else if (arrived > everyone) {
-        fail(`broadcast ${sent} arrived ${arrived} times to ${everyone} sessions`);
+      if (single) {
+        arrived(last, count);
+      } else if (config.framing === 'raw') {
+        arrived(Number(data.toString('latin1')), 1);
+      } else {
+        // a["<32>","<32>",...]: message i starts at 3 + 35 * i; its number is in its last digits.
+        for (let i = 0; i < count; i++) arrived(Number(data.toString('latin1', 3 + 35 * i + 20, 3 + 35 * i + 32)), 1);
       }
     });
   }
-  next();
+  for (let sender = 0; sender < senders.length; sender++) for (let i = 0; i < inflight; i++) send(sender);
   // Deliveries, not whole broadcasts, are counted over the window: at a few broadcasts per
   // second the count of whole ones would move in steps of 10% or more.
   const result = await measure(() => delivered);
@@ -328,6 +351,24 @@ async function broadcast() {
   result.deliveries = result.count;
   result.count = result.latencies.length; // whole broadcasts
   return result;
+}
+
+// `count` of the sockets, taking each port in turn (sockets remember theirs): with several
+// processes, each gets its share of the senders.
+function pickSenders(sockets, count) {
+  if (count > sockets.length) fail(`${count} senders but ${sockets.length} sessions`);
+  const byPort = new Map();
+  for (const socket of sockets) {
+    if (!byPort.has(socket.port)) byPort.set(socket.port, []);
+    byPort.get(socket.port).push(socket);
+  }
+  const queues = [...byPort.values()];
+  const picked = [];
+  for (let i = 0; picked.length < count; i++) {
+    const queue = queues[i % queues.length];
+    if (queue.length) picked.push(queue.shift());
+  }
+  return picked;
 }
 
 // `sessions` idle websockets, in two steps so that the server's one-time costs (imports, first
