@@ -58,7 +58,7 @@ from examples.cluster.launch import Redis
 from sockjs_asgi import RedisBroker, SockJSApp
 
 from .apps.sockjs_asgi_app import shout
-from .harness import LOADGEN, Cores, free_port, node_env, snapshot, stop, wait_for_port
+from .harness import CLOCK_TICKS, LOADGEN, Cores, free_port, node_env, snapshot, stop, wait_for_port
 from .scenarios import TIMING, Run, Snapshot, broadcast_metrics
 from .servers import ROOT, install_npm_packages, uvicorn
 
@@ -81,6 +81,9 @@ class Result:
     #: Share of the window each server process's event loop was running or waiting for a core:
     #: near 1 while its CPU share is well below, it was kept off its core by other work.
     server_busy: list[float]
+    #: The whole machine's CPU over the window, in cores: everything, the kernel's network
+    #: processing and any other work on the machine included.
+    machine_cpu: float
 
     @property
     def rate(self) -> float:
@@ -144,22 +147,34 @@ def servers(count: int, redis_url: str | None, cores: Cores, log: IO[bytes]) -> 
         yield running
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent on anything but idling, from ``/proc/stat``
+    (the kernel's network processing for the loopback connections included)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def loadgen(
     config: dict[str, Any], pids: list[int], core: int | None, log: IO[bytes]
-) -> tuple[dict[str, Any], dict[str, list[Snapshot]]]:
-    """The load generator to its end, with the CPU of every process of ``pids`` at each of its marks."""
+) -> tuple[dict[str, Any], dict[str, list[Snapshot]], dict[str, float]]:
+    """The load generator to its end, with the CPU of every process of ``pids`` at each of its
+    marks, and the whole machine's busy CPU seconds."""
     command = ["node", str(LOADGEN), json.dumps(config)]
     if core is not None:
         command = ["taskset", "-c", str(core), *command]
     process = subprocess.Popen(command, cwd=ROOT, env=node_env(), stdout=subprocess.PIPE, stderr=log, text=True)
     assert process.stdout is not None
     marks: dict[str, list[Snapshot]] = {}
+    machine: dict[str, float] = {}
     result: dict[str, Any] | None = None
     try:
         for line in process.stdout:
             message = json.loads(line)
             if "mark" in message:
                 marks[message["mark"]] = [snapshot(pid) for pid in pids]
+                machine[message["mark"]] = machine_busy()
             elif "result" in message:
                 result = message["result"]
         process.wait(120)
@@ -167,7 +182,7 @@ def loadgen(
         stop(process)
     if result is None:
         raise RuntimeError(f"the load generator exited with {process.returncode} and no result")
-    return result, marks
+    return result, marks, machine
 
 
 @dataclass(frozen=True)
@@ -207,7 +222,7 @@ def run(
         }
         pids = [pid for _port, pid in running] + [redis.process.pid]
         # Two processes share the cores with the load generator: let the scheduler place it.
-        result, marks = loadgen(config, pids, cores.loadgen if count == 1 else None, log)
+        result, marks, machine = loadgen(config, pids, cores.loadgen if count == 1 else None, log)
     metrics = broadcast_metrics(Run(result, {}, {}))
     spans = list(zip(marks["start"], marks["end"], strict=True))
     cpu = [end.cpu_seconds - start.cpu_seconds for start, end in spans]
@@ -222,6 +237,7 @@ def run(
         loadgen_cpu=float(result["cpu"]),
         redis_cpu=cpu[-1],
         server_busy=busy,
+        machine_cpu=(machine["end"] - machine["start"]) / float(result["seconds"]),
     )
 
 
@@ -248,7 +264,7 @@ def main() -> None:
     parser.add_argument("--scenario", choices=["latency", "throughput", "both"], default="both")
     parser.add_argument("--setups", nargs="+", choices=list(SETUPS), default=list(SETUPS))
     parser.add_argument("--senders", type=int, default=4, help="sending sessions of the throughput scenario")
-    parser.add_argument("--inflight", type=int, default=4, help="broadcasts on their way per sender (throughput)")
+    parser.add_argument("--inflight", type=int, default=2, help="broadcasts on their way per sender (throughput)")
     arguments = parser.parse_args()
     scenarios = [
         scenario
@@ -308,6 +324,7 @@ def report(scenario: str, results: dict[str, list[Result]]) -> None:
         "load generator CPU",
         "Redis CPU per delivery",
         "2-core bound",
+        "machine CPU",
     ]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
@@ -324,7 +341,8 @@ def report(scenario: str, results: dict[str, list[Result]]) -> None:
             f"| {setup} | {median(setup, lambda r: r.rate):,.0f} | {median(setup, lambda r: r.p50_ms):.1f} ms "
             f"| {server} µs | {busy} | {median(setup, lambda r: r.capacity):,.0f}/s "
             f"| {loadgen_cpu:.0%} ({median(setup, lambda r: r.loadgen_us):.1f} µs per delivery) "
-            f"| {median(setup, lambda r: r.redis_us):.1f} µs | {median(setup, lambda r: r.two_core_bound):,.0f}/s |"
+            f"| {median(setup, lambda r: r.redis_us):.1f} µs | {median(setup, lambda r: r.two_core_bound):,.0f}/s "
+            f"| {median(setup, lambda r: r.machine_cpu):.2f} cores |"
         )
     for label, over, under, figure in (
         ("redis-1 / memory-1, deliveries/s", "redis-1", "memory-1", "rate"),
