@@ -216,9 +216,11 @@ class BroadcastRelay:
 
     Another instance's broadcast is delivered as the sender's own process delivers one (see
     :func:`~sockjs_asgi._hub.deliver`): by one task of the relay, which writes the frame itself to
-    every idle websocket instead of waking each receiver's task.  A write that cannot finish at
-    once (a slow client) holds that task only; until it finishes, later broadcasts are queued for
-    the receivers' own tasks, so no receiver ever waits for another one's socket.
+    every idle websocket instead of waking each receiver's task.  Broadcasts that arrived
+    together are queued instead, so that each receiver's task writes them in one frame.  A write
+    that cannot finish at once (a slow client) holds the relay's task only; until it finishes,
+    later broadcasts are queued for the receivers' own tasks, so no receiver ever waits for
+    another one's socket.
     """
 
     def __init__(self, broker: Broker, hub: Hub, metrics: Metrics) -> None:
@@ -323,6 +325,13 @@ class BroadcastRelay:
         it broadcasts reaches its connections before its own broadcast does.
         """
         inbox = self._inbox
+        if len(inbox) > 1:
+            # Several came together: queued, each receiver's own task writes them all in one
+            # frame, which costs less than writing them here one frame each.
+            while inbox:
+                room, message = inbox.popleft()
+                push(message, self._targets(room))
+            return
         while inbox:
             room, message = inbox.popleft()
             try:

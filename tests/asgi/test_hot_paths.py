@@ -249,6 +249,21 @@ async def test_another_instance_s_broadcast_to_idle_websockets_wakes_one_task(mo
                 socket.close()
 
 
+async def test_broadcasts_of_another_instance_that_arrive_together_leave_in_one_frame() -> None:
+    broker = MemoryBroker()
+    sender, receiver = SockJSApp(listen, broker=broker), SockJSApp(listen, broker=broker)
+    with anyio.fail_after(TIMEOUT):
+        async with sender.run(), receiver.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, receiver, 5)
+            # Published before the receiving relay's task runs: they arrive together.
+            for number in range(4):
+                await sender.broadcast(f"m{number}")
+            await anyio.wait_all_tasks_blocked()
+            assert all(socket.frames == ["o", 'a["m0","m1","m2","m3"]'] for socket in sockets)
+            for socket in sockets:
+                socket.close()
+
+
 async def test_a_slow_websocket_does_not_delay_another_instance_s_broadcasts() -> None:
     broker = MemoryBroker()
     sender, receiver = SockJSApp(listen, broker=broker), SockJSApp(listen, broker=broker)
