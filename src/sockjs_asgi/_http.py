@@ -276,8 +276,9 @@ async def pump(
     life, the clock of its last frame is kept, and the pump returns after writing a heartbeat:
     a session that was silent that long needs no task of its own until something comes.
     """
+    clock = channel.clock
     if not on_demand:
-        channel.last_write = anyio.current_time()
+        channel.last_write = clock()
     # Only a websocket's socket is shared with other writers; successive HTTP receivers of a
     # session each write to their own response.
     shared = channel.direct is not None
@@ -289,7 +290,7 @@ async def pump(
             frame = channel.next_frame()
             is_heartbeat = frame is None
             if frame is None:
-                wait = channel.last_write + heartbeat_delay - anyio.current_time()
+                wait = channel.last_write + heartbeat_delay - clock()
                 if wait > 0:
                     channel.is_parked = True
                     if on_demand:
@@ -311,7 +312,7 @@ async def pump(
                 is_last = await write(frame)
             finally:
                 channel.is_writing = False
-            channel.last_write = anyio.current_time()
+            channel.last_write = clock()
             if is_last or (on_demand and is_heartbeat):
                 return
     finally:

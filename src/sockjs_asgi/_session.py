@@ -141,7 +141,6 @@ class Channel(DirectWriter):
     """One live session."""
 
     __slots__ = (
-        "_clock",
         "_detached",
         "_drained",
         "_incoming",
@@ -152,6 +151,7 @@ class Channel(DirectWriter):
         "_timing",
         "_writer_done",
         "client_host",
+        "clock",
         "core",
         "direct",
         "has_writer",
@@ -176,9 +176,10 @@ class Channel(DirectWriter):
     ) -> None:
         self.session_id = session_id
         self.transport = transport
-        # The running loop's clock, looked up once: a session lives and dies in one loop.
-        self._clock = _loop.clock()
-        self.core = Session(disconnect_delay=disconnect_delay, now=self._clock())
+        #: The running loop's clock (``anyio.current_time``), looked up once: a session lives
+        #: and dies in one loop, and its pump reads the clock twice per burst of frames.
+        self.clock = _loop.clock()
+        self.core = Session(disconnect_delay=disconnect_delay, now=self.clock())
         self.max_pending_size = max_pending_size
         self.max_incoming_messages = max_incoming_messages
         self.incoming: deque[str] = deque()
@@ -396,7 +397,7 @@ class Channel(DirectWriter):
 
     def detach(self, *, interrupted: bool = False) -> None:
         was_closed = self.core.is_closed
-        self.core.detach(self._clock(), interrupted=interrupted)
+        self.core.detach(self.clock(), interrupted=interrupted)
         if self.core.is_closed and not was_closed:
             self._closed_changed()
             return

@@ -200,7 +200,7 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
             await write(opening)
         finally:
             channel.is_writing = False
-        channel.last_write = anyio.current_time()
+        channel.last_write = channel.clock()
         channel.is_parked = True
         heartbeats.park(channel)
         await app.run_handler(channel, conn)
