@@ -30,13 +30,8 @@ redis-server, and reports:
 * *server CPU per delivery* (all server processes together);
 * *capacity*: deliveries per second if each server process had a core of its own (the busiest
   process bounds the rate);
-* *kernel interrupts per delivery*: the machine's interrupt time (the kernel's processing of
-  the loopback traffic, which no process is charged for) over the deliveries;
 * *2-core bound*: the deliveries per second two cores allow for everything measured (servers,
-  load generator, Redis, interrupts) at the CPU per delivery measured, and no server process
-  above one core: the most this machine could show;
-* *machine CPU*: everything the machine did over the window, in cores; above what the figures
-  above add up to, other work shared the machine.
+  load generator, Redis) at the CPU per delivery measured, the most this machine could show.
 
 Needs Debian's ``redis-server`` and node (``nox -s bench`` installs the load generator's npm
 packages).
@@ -89,9 +84,6 @@ class Result:
     #: The whole machine's CPU over the window, in cores: everything, the kernel's network
     #: processing and any other work on the machine included.
     machine_cpu: float
-    #: CPU seconds the whole machine spent in interrupts over the window (mostly the kernel's
-    #: network processing for these connections; other work's too, if any).
-    interrupt_cpu: float
 
     @property
     def rate(self) -> float:
@@ -114,10 +106,6 @@ class Result:
         return self.per_delivery_us(self.redis_cpu)
 
     @property
-    def interrupt_us(self) -> float:
-        return self.per_delivery_us(self.interrupt_cpu)
-
-    @property
     def capacity(self) -> float:
         """Deliveries per second if each server process had a core of its own: the busiest
         process bounds the rate."""
@@ -125,10 +113,9 @@ class Result:
 
     @property
     def two_core_bound(self) -> float:
-        """Deliveries per second that two cores allow for the servers, the load generator,
-        Redis and the kernel's interrupt work at the CPU per delivery measured (and no server
-        process more than one core)."""
-        return min(self.capacity, 2e6 / (sum(self.server_us) + self.loadgen_us + self.redis_us + self.interrupt_us))
+        """Deliveries per second that two cores allow for the servers, the load generator and
+        Redis at the CPU per delivery measured (and no server process more than one core)."""
+        return min(self.capacity, 2e6 / (sum(self.server_us) + self.loadgen_us + self.redis_us))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -137,7 +124,6 @@ class Result:
             "server_us_per_delivery": self.server_us,
             "loadgen_us_per_delivery": self.loadgen_us,
             "redis_us_per_delivery": self.redis_us,
-            "interrupt_us_per_delivery": self.interrupt_us,
             "capacity": self.capacity,
             "two_core_bound": self.two_core_bound,
         }
@@ -161,19 +147,18 @@ def servers(count: int, redis_url: str | None, cores: Cores, log: IO[bytes]) -> 
         yield running
 
 
-def machine_busy() -> tuple[float, float]:
-    """CPU seconds the whole machine has spent on anything but idling, and of those in
-    interrupts (the kernel's network processing, which loopback connections cause and no
-    process is charged for), from ``/proc/stat``."""
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent on anything but idling, from ``/proc/stat``
+    (the kernel's network processing for the loopback connections included)."""
     user, nice, system, _idle, _iowait, irq, softirq, steal = (
         int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
     )
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS, (irq + softirq) / CLOCK_TICKS
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def loadgen(
     config: dict[str, Any], pids: list[int], core: int | None, log: IO[bytes]
-) -> tuple[dict[str, Any], dict[str, list[Snapshot]], dict[str, tuple[float, float]]]:
+) -> tuple[dict[str, Any], dict[str, list[Snapshot]], dict[str, float]]:
     """The load generator to its end, with the CPU of every process of ``pids`` at each of its
     marks, and the whole machine's busy CPU seconds."""
     command = ["node", str(LOADGEN), json.dumps(config)]
@@ -182,7 +167,7 @@ def loadgen(
     process = subprocess.Popen(command, cwd=ROOT, env=node_env(), stdout=subprocess.PIPE, stderr=log, text=True)
     assert process.stdout is not None
     marks: dict[str, list[Snapshot]] = {}
-    machine: dict[str, tuple[float, float]] = {}
+    machine: dict[str, float] = {}
     result: dict[str, Any] | None = None
     try:
         for line in process.stdout:
@@ -252,8 +237,7 @@ def run(
         loadgen_cpu=float(result["cpu"]),
         redis_cpu=cpu[-1],
         server_busy=busy,
-        machine_cpu=(machine["end"][0] - machine["start"][0]) / float(result["seconds"]),
-        interrupt_cpu=machine["end"][1] - machine["start"][1],
+        machine_cpu=(machine["end"] - machine["start"]) / float(result["seconds"]),
     )
 
 
@@ -339,7 +323,6 @@ def report(scenario: str, results: dict[str, list[Result]]) -> None:
         "capacity",
         "load generator CPU",
         "Redis CPU per delivery",
-        "kernel interrupts per delivery",
         "2-core bound",
         "machine CPU",
     ]
@@ -358,8 +341,7 @@ def report(scenario: str, results: dict[str, list[Result]]) -> None:
             f"| {setup} | {median(setup, lambda r: r.rate):,.0f} | {median(setup, lambda r: r.p50_ms):.1f} ms "
             f"| {server} µs | {busy} | {median(setup, lambda r: r.capacity):,.0f}/s "
             f"| {loadgen_cpu:.0%} ({median(setup, lambda r: r.loadgen_us):.1f} µs per delivery) "
-            f"| {median(setup, lambda r: r.redis_us):.1f} µs | {median(setup, lambda r: r.interrupt_us):.1f} µs "
-            f"| {median(setup, lambda r: r.two_core_bound):,.0f}/s "
+            f"| {median(setup, lambda r: r.redis_us):.1f} µs | {median(setup, lambda r: r.two_core_bound):,.0f}/s "
             f"| {median(setup, lambda r: r.machine_cpu):.2f} cores |"
         )
     for label, over, under, figure in (
