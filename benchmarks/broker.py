@@ -31,7 +31,11 @@ redis-server, and reports:
 * *capacity*: deliveries per second if each server process had a core of its own (the busiest
   process bounds the rate);
 * *2-core bound*: the deliveries per second two cores allow for everything measured (servers,
-  load generator, Redis) at the CPU per delivery measured, the most this machine could show.
+  load generator, Redis) at the CPU per delivery measured, and no server process above one
+  core: the most this machine could show (the kernel's network processing is charged to the
+  processes it runs in, so it is counted);
+* *machine CPU*: everything the machine did over the window, in cores: where it is above what
+  the processes above add up to, other work shared the machine.
 
 Needs Debian's ``redis-server`` and node (``nox -s bench`` installs the load generator's npm
 packages).
