@@ -15,11 +15,15 @@ from collections.abc import Callable
 import anyio
 from anyio import Event as _AnyioEvent
 
-__all__ = ["Waiter", "clock", "new_waiter"]
+__all__ = ["Future", "Waiter", "clock", "new_waiter"]
 
 
 #: What a task waits on until another wakes it: see :func:`new_waiter`.
 Waiter = asyncio.Future[None] | anyio.Event
+
+#: The type of a waiter on asyncio (``await`` it; ``set_result(None)`` wakes it); any other
+#: waiter is an ``anyio.Event``.
+Future = asyncio.Future
 
 
 def _asyncio_task() -> asyncio.Task[object] | None:

@@ -12,7 +12,6 @@ the handler.  Neither drops a message.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -59,7 +58,7 @@ class Wakeup:
         else:
             waiters.append(waiter)
         try:
-            if isinstance(waiter, asyncio.Future):
+            if isinstance(waiter, _loop.Future):
                 await waiter
             else:
                 await waiter.wait()
@@ -76,7 +75,7 @@ class Wakeup:
         if waiters is not None:
             self._waiters = None
             for waiter in waiters:
-                if not isinstance(waiter, asyncio.Future):
+                if not isinstance(waiter, _loop.Future):
                     waiter.set()
                 elif not waiter.done():
                     waiter.set_result(None)
