@@ -220,10 +220,11 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
 class RawLink(DirectWriter):
     """A raw websocket: messages go out and come in verbatim, with no SockJS framing.
 
-    The handler's task reads the socket in :meth:`receive`, and a close from either side ends
-    that wait.  :meth:`write` empties the outgoing queue, so that a broadcast can add to it
-    without waiting; while it waits with nothing to write, senders write to the socket
-    themselves (see :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`).
+    The handler's task reads the socket in :meth:`receive`; that wait ends when the socket
+    closes (for a close from this side, when the client answers it).  :meth:`write` empties
+    the outgoing queue, so that a broadcast can add to it without waiting; while it waits with
+    nothing to write, senders write to the socket themselves (see
+    :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`).
     """
 
     __slots__ = (
