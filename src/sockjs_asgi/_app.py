@@ -459,14 +459,9 @@ class SockJSApp:
         that set a cookie or echo the requested headers are built each time, and so are those of
         origins past the first :data:`HEADER_CACHE_SIZE` (``Origin`` is whatever clients send).
         """
-        origin = requested = None
-        for key, value in request.scope["headers"]:
-            if key == b"origin":
-                if origin is None:
-                    origin = value.decode("latin-1")
-            elif key == b"access-control-request-headers" and requested is None:
-                requested = value.decode("latin-1")
-        cacheable = requested is None and not self.options.cookie_needed
+        scope = request.scope
+        origin = _header(scope, b"origin")
+        cacheable = not self.options.cookie_needed and _header(scope, b"access-control-request-headers") is None
         key = (transport.name, origin if transport.has_cors else None)
         if cacheable:
             cached = self._response_header_cache.get(key)

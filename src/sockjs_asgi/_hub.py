@@ -130,10 +130,7 @@ def hand_out(
     counted = 0
     for conn in list(targets):
         link = conn._link
-        if conn is exclude or link.is_closed:
-            continue
-        if link.pending_size > link.max_pending_size * OVERFLOW_FACTOR:
-            link.close_now(*OVERFLOW)
+        if conn is exclude or link.is_closed or _overflowing(link):
             continue
         count += 1
         if conn._metrics is metrics:
