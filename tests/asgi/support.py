@@ -173,6 +173,32 @@ class Lifespan:
         assert message["type"] == "lifespan.shutdown.complete", message
 
 
+def http_scope(
+    method: str,
+    path: str,
+    *,
+    query: str = "",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    client: tuple[str, int] = ("127.0.0.1", 50001),
+    server: tuple[str, int] = ("testserver", 80),
+) -> Scope:
+    """The scope of an HTTP/1.1 request as a server builds it, for requests driven by hand."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [] if headers is None else headers,
+        "client": client,
+        "server": server,
+    }
+
+
 class ManualRequest:
     """One HTTP request driven by hand, for what the TestClient cannot do: the test decides
     when the client disconnects, even before the response has started."""
@@ -180,20 +206,7 @@ class ManualRequest:
     def __init__(self, app: SockJSApp, method: str, path: str, *, body: bytes = b"") -> None:
         self.app = app
         path, _, query = path.partition("?")
-        self.scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": query.encode(),
-            "headers": [],
-            "client": ("127.0.0.1", 50001),
-            "server": ("testserver", 80),
-        }
+        self.scope = http_scope(method, path, query=query)
         self.body = body
         self.sent: list[Message] = []
         self.client_gone = anyio.Event()

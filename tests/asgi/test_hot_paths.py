@@ -25,7 +25,7 @@ from sockjs_asgi import Connection, MemoryBroker, SockJSApp, _loop
 from sockjs_asgi._metrics import utf8_length
 from sockjs_asgi.testing import TestClient
 
-from .support import TIMEOUT, XHR_STREAMING_PRELUDE, Message, echo, session_url
+from .support import TIMEOUT, XHR_STREAMING_PRELUDE, Message, echo, http_scope, session_url
 
 pytestmark = pytest.mark.anyio
 
@@ -427,20 +427,8 @@ def test_utf8_length_is_the_encoded_length(text: str) -> None:
 
 async def _poll(app: SockJSApp, path: str, body: bytes = b"") -> bytes:
     """One HTTP request driven as uvicorn drives it, in this task; returns the response body."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    headers = [(b"host", b"testserver"), (b"content-length", str(len(body)).encode())]
+    scope = http_scope("POST", path, headers=headers, client=("127.0.0.1", 50000))
     requested = False
     sent: list[bytes] = []
 

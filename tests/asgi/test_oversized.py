@@ -15,7 +15,7 @@ import pytest
 from sockjs_asgi import SockJSApp, _http
 from sockjs_asgi.testing import TestClient
 
-from .support import TIMEOUT, Message, Recorder, Scope, session_url
+from .support import TIMEOUT, Message, Recorder, Scope, http_scope, session_url
 
 pytestmark = pytest.mark.anyio
 
@@ -33,20 +33,7 @@ class Upload:
         self.read = 0
         self.sent: list[Message] = []
         headers = [] if content_length is None else [(b"content-length", str(content_length).encode())]
-        self.scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 50001),
-            "server": ("testserver", 80),
-        }
+        self.scope: Scope = http_scope("POST", path, headers=headers)
 
     async def receive(self) -> Message:
         if self.read == self.chunks:

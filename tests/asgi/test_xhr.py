@@ -21,6 +21,7 @@ from .support import (
     echo,
     go_away,
     header,
+    http_scope,
     messages_of,
     serving,
     session_url,
@@ -290,20 +291,7 @@ async def test_open_frame_does_not_wait_for_the_handler(lifespan: bool) -> None:
 async def _poll(app: SockJSApp, path: str, on_last_body: Callable[[], Awaitable[None]] | None = None) -> bytes:
     """One xhr poll driven by hand, so that the next poll can start inside the send of this
     one's last body message, before the application's code after that send has run."""
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-    }
+    scope = http_scope("POST", path, client=("127.0.0.1", 1), server=("127.0.0.1", 2))
     body: list[bytes] = []
     done = anyio.Event()
     requested = False
