@@ -152,7 +152,11 @@ def plot(
     title: str,
 ) -> None:
     """A panel per (title, figures): grouped horizontal bars, each server's median ratio per
-    figure, the range over the rounds as error bars, the reference as the line at 1."""
+    figure, the range over the rounds as error bars, the reference as the line at 1.  A panel
+    with no figure (say, per-CPU rates when only the memory scenario ran) is left out."""
+    panels = [(panel_title, figures) for panel_title, figures in panels if figures]
+    if not panels:
+        return
     import matplotlib
 
     matplotlib.use("Agg")

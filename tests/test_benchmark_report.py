@@ -7,8 +7,10 @@ same round.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks.harness import Outcome
-from benchmarks.report import summarise, table, was_shared
+from benchmarks.report import plot, summarise, table, was_shared
 from benchmarks.scenarios import Figure, Run, Snapshot, Target, rate, share
 from benchmarks.servers import REFERENCE, SERVERS
 
@@ -83,3 +85,16 @@ def test_the_runs_own_load_is_not_other_work() -> None:
     assert not was_shared(1.0, 2.1, cores=2)
     assert was_shared(1.0, 4.5, cores=2)
     assert was_shared(2.5, 0.5, cores=2)
+
+
+def test_a_plot_leaves_out_panels_with_no_figure(tmp_path: Path) -> None:
+    # Only the memory scenario ran: its panel has a row, the per-CPU panel none.
+    idle = Figure("idle", "rss", "idle", "KiB", higher_is_better=False, absolute=True)
+    outcomes = [
+        Outcome(REFERENCE.name, "idle", 0, metrics={"rss": 19.0}),
+        Outcome(OURS.name, "idle", 0, metrics={"rss": 25.0}),
+    ]
+    cells = summarise(outcomes, [idle], [REFERENCE, OURS], REFERENCE)
+    path = tmp_path / "plot.png"
+    plot(cells, [("figures", [idle]), ("per CPU", [])], [REFERENCE, OURS], REFERENCE, path, "idle only")
+    assert path.stat().st_size > 0
