@@ -323,7 +323,14 @@ class SockJSApp:
         options = self.options
         found = wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
         if kind == "websocket":
-            await self._serve_websocket(found, scope, receive, send)
+            # Dispatched here rather than in a method of its own: a websocket session awaits
+            # this for its whole life, and every coroutine in that chain is memory it holds.
+            if _is_websocket_session(found):
+                await _websocket.serve_session(self, scope, receive, send)
+            elif found is not None and found.endpoint is wire.Endpoint.RAW_WEBSOCKET:
+                await _websocket.serve_raw(self, scope, receive, send)
+            else:
+                await _websocket.deny(scope, receive, send, 404)
             return
         if found is None:
             await _http.not_found(send)
@@ -367,13 +374,12 @@ class SockJSApp:
             assert found.transport is not None and found.session_id is not None
             await self._serve_session(found.transport, found.session_id, scope, receive, send)
 
-    async def _serve_websocket(self, found: wire.Route | None, scope: Scope, receive: Receive, send: Send) -> None:
-        if found is not None and found.endpoint is wire.Endpoint.RAW_WEBSOCKET:
-            await _websocket.serve_raw(self, scope, receive, send)
-        elif found is not None and found.transport is not None and found.transport.kind is Kind.WEBSOCKET:
-            await _websocket.serve_session(self, scope, receive, send)
-        else:
-            await _websocket.deny(scope, receive, send, 404)
+    def _is_websocket_session(self, scope: Scope) -> bool:
+        """Whether ``scope``, a websocket request, opens a SockJS websocket session."""
+        options = self.options
+        return _is_websocket_session(
+            wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
+        )
 
     # -- origins and limits ----------------------------------------------------------------
 
@@ -724,6 +730,7 @@ class SockJSApp:
             disconnect_delay=options.disconnect_delay,
             max_pending_size=options.max_pending_size,
             max_incoming_messages=options.max_incoming_messages,
+            metrics=self.metrics,
         )
 
     def _same_client(self, channel: Channel, request: HTTPConnection) -> bool:
@@ -762,25 +769,41 @@ class SockJSApp:
 
     async def run_handler(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
         """Run the handler for one connection and close the connection when it returns."""
-        self._links.add(link)
-        self.hub.add(conn)
-        self.metrics.opened(conn.transport)
+        self._handler_starts(link, conn)
         try:
             await self.handler(conn)
         except Exception as exc:
-            if _is_connection_closed(exc):
-                logger.debug("%r: the handler sent on a closed connection", conn)
-            else:
-                logger.exception("%r: the handler raised; closing the connection", conn)
-                link.close_now(*CloseReason.INTERNAL_ERROR)
+            self._handler_raised(link, conn, exc)
         finally:
-            self.hub.remove(conn)
-            self.metrics.closed(conn.transport)
-            self._links.discard(link)
-            if self._handler_returned is not None:
-                self._handler_returned.set()
-                self._handler_returned = None
+            self._handler_ended(link, conn)
         link.close_now(*CloseReason.GO_AWAY)
+
+    # What run_handler does around the handler, for a caller that awaits the handler itself,
+    # one coroutine fewer in the await chain of a long-lived session.
+
+    def _handler_starts(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
+        self._links.add(link)
+        self.hub.add(conn)
+        self.metrics.opened(conn.transport)
+
+    def _handler_raised(self, link: Channel | _websocket.RawLink, conn: Connection, exc: Exception) -> None:
+        if _is_connection_closed(exc):
+            logger.debug("%r: the handler sent on a closed connection", conn)
+        else:
+            logger.error("%r: the handler raised; closing the connection", conn, exc_info=exc)
+            link.close_now(*CloseReason.INTERNAL_ERROR)
+
+    def _handler_ended(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
+        self.hub.remove(conn)
+        self.metrics.closed(conn.transport)
+        self._links.discard(link)
+        if self._handler_returned is not None:
+            self._handler_returned.set()
+            self._handler_returned = None
+
+
+def _is_websocket_session(found: wire.Route | None) -> bool:
+    return found is not None and found.transport is not None and found.transport.kind is Kind.WEBSOCKET
 
 
 def _content_length(request: HTTPConnection) -> int | None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from starlette.requests import HTTPConnection
 
-from ._metrics import utf8_length
 from .protocol.errors import ConnectionClosed
 from .protocol.session import CloseReason
 
@@ -21,7 +20,8 @@ _ids = itertools.count(1)
 
 
 class _Link(Protocol):
-    """What a connection needs from the session or socket under it."""
+    """What a connection needs from the session or socket under it.  It counts the messages
+    the handler sends and receives in the service's metrics."""
 
     @property
     def is_closed(self) -> bool: ...
@@ -34,7 +34,11 @@ class _Link(Protocol):
     @property
     def close_reason(self) -> str | None: ...
 
+    @overload
     async def receive(self) -> str | None: ...
+
+    @overload
+    async def receive(self, end: type[Exception]) -> str: ...
 
     @property
     def pending_size(self) -> int: ...
@@ -47,6 +51,12 @@ class _Link(Protocol):
     def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None: ...
 
     def close_now(self, code: int, reason: str) -> None: ...
+
+
+async def _raise(exc: Exception) -> None:
+    """An error raised where it would be if the method raising it were a coroutine: when it is
+    awaited, not when it is called."""
+    raise exc
 
 
 class Connection:
@@ -65,17 +75,27 @@ class Connection:
         #: ``await conn.app.broadcast(...)``, no global needed.
         self.app = app
         self._hub = app.hub
-        self._metrics = app.metrics
-        #: An opaque identifier, unique in this process.  It is not the SockJS session id,
-        #: which is a secret between the client and the server.
-        self.id = f"c{next(_ids)}"
+        self._metrics = app.metrics  # for broadcasts, which count their deliveries themselves
+        self._number = next(_ids)
         #: The request that opened the connection: headers, cookies, query, client address.
         self.request = request
         #: The transport that opened the connection: a URL suffix such as ``"xhr_streaming"``,
         #: or ``"raw_websocket"`` for the raw ``/websocket`` endpoint.
         self.transport = transport
-        #: The application's own data about this connection.
-        self.state: dict[str, Any] = {}
+        self._state: dict[str, Any] | None = None  # made when first asked for
+
+    @property
+    def id(self) -> str:
+        """An opaque identifier, unique in this process.  It is not the SockJS session id,
+        which is a secret between the client and the server."""
+        return f"c{self._number}"
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The application's own data about this connection."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     def __repr__(self) -> str:
         status = "closed" if self.is_closed else "open"
@@ -96,27 +116,19 @@ class Connection:
         """Why the connection closed: the close reason, or ``None`` while it is open."""
         return self._link.close_reason
 
-    async def send(self, message: str) -> None:
-        """Send one text message.
+    def send(self, message: str) -> Awaitable[None]:
+        """Send one text message: ``await conn.send(message)``.
 
         Waits while too much is queued for a client that is not reading.  Raises
-        :class:`ConnectionClosed` if the connection is closed.
+        :class:`ConnectionClosed` if the connection is closed.  (The awaitable is the
+        session's own send: one coroutine per message rather than two.)
         """
         if not isinstance(message, str):
-            raise TypeError(f"messages are str, got {type(message).__name__}")
-        if self._link.is_closed:
-            raise ConnectionClosed("the connection is closed")
-        await self._link.send(message)
-        self._count_out(message)
-
-    def _count_out(self, message: str) -> None:
-        self._metrics.messages_out += 1
-        self._metrics.bytes_out += utf8_length(message)
-
-    def _count_in(self, message: str) -> str:
-        self._metrics.messages_in += 1
-        self._metrics.bytes_in += utf8_length(message)
-        return message
+            return _raise(TypeError(f"messages are str, got {type(message).__name__}"))
+        link = self._link
+        if link.is_closed:
+            return _raise(ConnectionClosed("the connection is closed"))
+        return link.send(message)
 
     async def close(self, code: int = CloseReason.GO_AWAY[0], reason: str = CloseReason.GO_AWAY[1]) -> None:
         """Close the connection; the client gets ``code`` and ``reason``.
@@ -127,21 +139,18 @@ class Connection:
             raise TypeError("close() takes an int code and a str reason")
         self._link.close_now(code, reason)
 
-    async def receive(self) -> str:
-        """The next message.  Raises :class:`ConnectionClosed` once the connection is closed."""
-        message = await self._link.receive()
-        if message is None:
-            raise ConnectionClosed("the connection is closed")
-        return self._count_in(message)
+    def receive(self) -> Awaitable[str]:
+        """The next message: ``await conn.receive()``.  Raises :class:`ConnectionClosed` once
+        the connection is closed."""
+        return self._link.receive(ConnectionClosed)
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self
 
-    async def __anext__(self) -> str:
-        message = await self._link.receive()
-        if message is None:
-            raise StopAsyncIteration
-        return self._count_in(message)
+    def __anext__(self) -> Awaitable[str]:
+        # The session's own receive, which raises StopAsyncIteration at the end: no coroutine
+        # of this object's in between, per message and in every idle session's await chain.
+        return self._link.receive(StopAsyncIteration)
 
     # -- rooms ---------------------------------------------------------------------------
 

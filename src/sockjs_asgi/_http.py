@@ -272,7 +272,7 @@ async def pump(
     task wakes it when its heartbeat is due.
 
     ``on_demand``: a websocket's writer started because something needs writing (see
-    ``Channel.start_writer``).  The session is registered with ``heartbeats`` for its whole
+    ``Channel.on_demand``).  The session is registered with ``heartbeats`` for its whole
     life, the clock of its last frame is kept, and the pump returns after writing a heartbeat:
     a session that was silent that long needs no task of its own until something comes.
     """

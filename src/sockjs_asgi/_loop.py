@@ -33,13 +33,21 @@ def _asyncio_task() -> asyncio.Task[object] | None:
         return None
 
 
+_clock: tuple[asyncio.AbstractEventLoop | None, Callable[[], float]] = (None, anyio.current_time)
+
+
 def clock() -> Callable[[], float]:
     """What ``anyio.current_time`` reads for the running loop, to be called directly by
-    something that reads it often and lives in this loop."""
+    something that reads it often and lives in this loop.  The same object for every caller
+    in a loop (every session keeps one)."""
+    global _clock
     task = _asyncio_task()
-    if task is not None:
-        return task.get_loop().time
-    return anyio.current_time
+    if task is None:
+        return anyio.current_time
+    loop = task.get_loop()
+    if _clock[0] is not loop:
+        _clock = (loop, loop.time)
+    return _clock[1]
 
 
 def new_waiter() -> Waiter:

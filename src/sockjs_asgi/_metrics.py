@@ -116,6 +116,16 @@ class Metrics:
         self.sessions_open -= 1
         self.open_by_transport[transport] -= 1
 
+    def count_in(self, message: str) -> None:
+        """A message the handler received."""
+        self.messages_in += 1
+        self.bytes_in += len(message) if message.isascii() else utf8_length(message)
+
+    def count_out(self, message: str) -> None:
+        """A message the handler sent."""
+        self.messages_out += 1
+        self.bytes_out += len(message) if message.isascii() else utf8_length(message)
+
     def snapshot(self) -> dict[str, int]:
         """Every counter by name."""
         values = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from . import _websocket
 from ._app import SockJSApp, run_all
 from ._http import not_found
 from ._types import AnyASGIApp, Message, Receive, Scope, Send
@@ -38,13 +39,31 @@ class SockJSRouter:
         root = scope.get("root_path", "")
         path: str = scope["path"]
         local = path[len(root) :] if root and path.startswith(root) else path
+        found = self._match(local)
+        if found is None:
+            await self._unrouted(scope, receive, send)
+            return
+        prefix, service = found
+        # The service's root_path and path, set in the scope itself rather than in a copy, as
+        # Starlette's Mount does: a websocket session holds its scope for its whole life.  They
+        # stay set after the call, since a session's handler may outlive the request that
+        # opened it and still read its request's URL.
+        scope["root_path"] = root + prefix
+        scope["path"] = root + local  # ASGI: path keeps root_path
+        if scope["type"] == "websocket" and service._is_websocket_session(scope):
+            # Straight to the session, past the service's dispatch: one coroutine fewer in
+            # what every open websocket session holds.
+            await _websocket.serve_session(service, scope, receive, send)
+        else:
+            await service(scope, receive, send)
+
+    def _match(self, local: str) -> tuple[str, SockJSApp] | None:
         for prefix, below, service in self._prefixes:
             if local.startswith(below) or local == prefix:
-                child = dict(scope)
-                child["root_path"] = root + prefix
-                child["path"] = root + local  # ASGI: path keeps root_path
-                await service(child, receive, send)
-                return
+                return prefix, service
+        return None
+
+    async def _unrouted(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is not None:
             await self.app(scope, receive, send)
         elif scope["type"] == "http":

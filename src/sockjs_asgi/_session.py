@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING, Protocol, overload
 
 import anyio
 
@@ -25,14 +26,25 @@ from .protocol import frames
 from .protocol.escaping import encode_string
 from .protocol.session import Session, SessionState
 
+if TYPE_CHECKING:
+    from ._metrics import Metrics
+
 __all__ = ["SOCKET_LOST", "Channel", "DirectWriter", "Registry", "Wakeup"]
 
 #: Why a websocket session ended when its socket failed under a write.
 SOCKET_LOST = (1006, "Socket lost")
 
 
-def _ignore(message: Message) -> None:
-    return None
+class SocketSide(Protocol):
+    """What a websocket session's channel needs from the code that serves its socket."""
+
+    def on_read(self, message: Message) -> Awaitable[None] | None:
+        """Handle one ASGI message read from the socket (delivering it with
+        :meth:`Channel.take`, or closing); an awaitable it returns is awaited next."""
+
+    def start_writer(self) -> None:
+        """Start a writer (a pump) for a channel whose writer runs only while it has
+        something to write (see :attr:`Channel.on_demand`)."""
 
 
 class Wakeup:
@@ -143,7 +155,6 @@ class Channel(DirectWriter):
         "_detached",
         "_drained",
         "_incoming",
-        "_on_read",
         "_read",
         "_reading",
         "_sleeps_until",
@@ -158,9 +169,11 @@ class Channel(DirectWriter):
         "last_write",
         "max_incoming_messages",
         "max_pending_size",
+        "metrics",
+        "on_demand",
         "remote_receiver",
         "session_id",
-        "start_writer",
+        "socket",
         "transport",
     )
 
@@ -172,8 +185,11 @@ class Channel(DirectWriter):
         disconnect_delay: float,
         max_pending_size: int,
         max_incoming_messages: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self.session_id = session_id
+        #: The service's counters, which count the messages the handler sends and receives.
+        self.metrics = metrics
         self.transport = transport
         #: The running loop's clock (``anyio.current_time``), looked up once: a session lives
         #: and dies in one loop, and its pump reads the clock twice per burst of frames.
@@ -181,7 +197,9 @@ class Channel(DirectWriter):
         self.core = Session(disconnect_delay=disconnect_delay, now=self.clock())
         self.max_pending_size = max_pending_size
         self.max_incoming_messages = max_incoming_messages
-        self.incoming: deque[str] = deque()
+        #: Messages for the handler, oldest first; ``None`` when there are none, so that an
+        #: idle session holds no queue (an empty deque is over 600 bytes).
+        self.incoming: deque[str] | None = None
         #: The client address that opened the session (for ``verify_ip``).
         self.client_host: str | None = None
         #: Whether the attached receiver is served through another process (see ``_cluster``).
@@ -189,8 +207,9 @@ class Channel(DirectWriter):
         super().__init__()
         self._incoming = Wakeup()  # messages for the handler, or the session closed
         self._drained = Wakeup()  # pending frames written or incoming messages taken
-        self._timing = Wakeup()  # the expiry deadline came nearer (or the session closed)
-        self._detached = Wakeup()  # a receiver detached
+        # Made when first waited for (a websocket session never waits for them):
+        self._timing: Wakeup | None = None  # the expiry deadline came nearer (or the session closed)
+        self._detached: Wakeup | None = None  # a receiver detached
         # The deadline the supervisor sleeps until (inf: none, it waits for a detach).  Only a
         # deadline nearer than this one needs to wake it: a later one (a poll came and went)
         # is found when it wakes at the old one, so a polling session costs the supervisor
@@ -202,19 +221,18 @@ class Channel(DirectWriter):
         #: When a frame last went out (``anyio.current_time()``), for the heartbeat.
         self.last_write = 0.0
         #: A websocket's ASGI ``receive``, which :meth:`receive` reads the socket with, and
-        #: what handles each message read (delivering it to :attr:`incoming`, or closing); the
-        #: awaitable it may return is awaited next.  ``None`` for HTTP sessions, whose send
-        #: requests deliver.
+        #: what serves its socket (which handles each message read).  ``None`` for HTTP
+        #: sessions, whose send requests deliver.
         self._read: Receive | None = None
-        self._on_read: Callable[[Message], Awaitable[None] | None] = _ignore
+        self.socket: SocketSide | None = None
         self._reading = False
-        #: Starts a writer (a pump) for a websocket whose writer runs only while it has
-        #: something to write (see :meth:`_wake_writer`); ``None``: the pump runs for the whole
-        #: session.
-        self.start_writer: Callable[[], None] | None = None
+        #: The websocket's writer runs only while it has something to write, and
+        #: :meth:`_wake_writer` starts one with ``socket.start_writer()``; false: a pump runs
+        #: for the whole session.
+        self.on_demand = False
         #: Such a writer is running (or starting).
         self.has_writer = False
-        self._writer_done = Wakeup()
+        self._writer_done: Wakeup | None = None  # made when first waited for
 
     # -- wake-ups ------------------------------------------------------------------------
 
@@ -223,34 +241,40 @@ class Channel(DirectWriter):
         only when needed, start one if none runs and there is something to write (queued
         frames, a close frame, or a ``heartbeat`` that is due)."""
         self._outgoing.fire()
-        start_writer = self.start_writer
-        if start_writer is None:
+        if not self.on_demand:
             return
-        self._writer_done.fire()  # for wait_writers(): a write may have ended
+        if self._writer_done is not None:
+            self._writer_done.fire()  # for wait_writers(): a write may have ended
         if self.has_writer or self.is_writing:
             return
         core = self.core
         if (heartbeat or core.pending_size or core.is_closed) and core.state is not SessionState.CLOSED:
             self.has_writer = True
-            start_writer()
+            assert self.socket is not None
+            self.socket.start_writer()
 
     def writer_finished(self) -> None:
-        """A writer started by ``start_writer`` has returned."""
+        """A writer started by ``socket.start_writer()`` has returned."""
         self.has_writer = False
         self.is_parked = True  # nobody writes: senders write to the socket themselves
-        self._writer_done.fire()
+        if self._writer_done is not None:
+            self._writer_done.fire()
 
     async def wait_writers(self) -> None:
         """Wait until no writer runs and no write is under way."""
         while self.has_writer or self.is_writing:
+            if self._writer_done is None:
+                self._writer_done = Wakeup()
             await self._writer_done.wait()
 
     def _closed_changed(self) -> None:
         self._wake_writer()
         self._incoming.fire()
         self._drained.fire()
-        self._timing.fire()
-        self._detached.fire()
+        if self._timing is not None:
+            self._timing.fire()
+        if self._detached is not None:
+            self._detached.fire()
 
     # -- the application's side ----------------------------------------------------------
 
@@ -269,6 +293,8 @@ class Channel(DirectWriter):
         while core.pending_size >= self.max_pending_size and not core.is_closed:
             await self._drained.wait()
         self.push(message, encoded)
+        if self.metrics is not None:
+            self.metrics.count_out(message)
 
     def push(self, message: str, encoded: str) -> None:
         """Queue an encoded message without waiting, for the pump."""
@@ -312,8 +338,15 @@ class Channel(DirectWriter):
         if self.core.close(code, reason):
             self._closed_changed()
 
-    async def receive(self) -> str | None:
-        """The next message from the client; ``None`` once the session is closed and empty.
+    @overload
+    async def receive(self) -> str | None: ...
+
+    @overload
+    async def receive(self, end: type[Exception]) -> str: ...
+
+    async def receive(self, end: type[Exception] | None = None) -> str | None:
+        """The next message from the client; once the session is closed and empty, ``None``,
+        or ``end`` raised if it is given (for ``async for``, with no coroutine in between).
 
         A websocket session has no task of its own that reads the socket: the handler's task
         reads it here, when it wants a message and none is waiting.  While one task reads,
@@ -323,6 +356,8 @@ class Channel(DirectWriter):
         """
         while not self.incoming:
             if self.core.is_closed:
+                if end is not None:
+                    raise end("the connection is closed")
                 return None
             read = self._read
             if read is None or self._reading:
@@ -330,14 +365,21 @@ class Channel(DirectWriter):
                 continue
             self._reading = True
             try:
-                after = self._on_read(await read())
+                assert self.socket is not None
+                after = self.socket.on_read(await read())
                 if after is not None:
                     await after
             finally:
                 self._reading = False
                 self._incoming.fire()
-        message = self.incoming.popleft()
+        incoming = self.incoming
+        assert incoming is not None
+        message = incoming.popleft()
+        if not incoming:
+            self.incoming = None
         self._drained.fire()
+        if self.metrics is not None:
+            self.metrics.count_in(message)
         return message
 
     # -- the client's side ---------------------------------------------------------------
@@ -345,16 +387,26 @@ class Channel(DirectWriter):
     def take(self, messages: list[str]) -> None:
         """Hand messages read by :meth:`receive`'s own reader to the handler, without waiting:
         the handler asked for them, and the socket is read only when nothing is waiting."""
-        self.incoming.extend(self.core.receive(messages))
+        messages = self.core.receive(messages)
+        if messages:
+            if self.incoming is None:
+                self.incoming = deque(messages)
+            else:
+                self.incoming.extend(messages)
 
     async def deliver(self, messages: list[str]) -> None:
         """Hand messages from the client to the handler, in order, waiting for room."""
         for message in self.core.receive(messages):
-            while len(self.incoming) >= self.max_incoming_messages and not self.core.is_closed:
+            while self.incoming is not None and len(self.incoming) >= self.max_incoming_messages:
+                if self.core.is_closed:
+                    return
                 await self._drained.wait()
             if self.core.is_closed:
                 return
-            self.incoming.append(message)
+            if self.incoming is None:
+                self.incoming = deque((message,))
+            else:
+                self.incoming.append(message)
             self._incoming.fire()
 
     async def attach_within(self, grace: float) -> str | None:
@@ -370,6 +422,8 @@ class Channel(DirectWriter):
             return refused
         with anyio.move_on_after(grace):
             while refused is not None and not self.core.is_closed and self.core.has_receiver:
+                if self._detached is None:
+                    self._detached = Wakeup()
                 await self._detached.wait()
         if self.core.state is SessionState.CLOSED:  # expired meanwhile (the server is stopping)
             return frames.close(self.core.close_code or 1006, self.core.close_reason or "")
@@ -400,15 +454,17 @@ class Channel(DirectWriter):
         if self.core.is_closed and not was_closed:
             self._closed_changed()
             return
-        self._detached.fire()
+        if self._detached is not None:
+            self._detached.fire()
         deadline = self.core.next_deadline()
-        if deadline is not None and deadline < self._sleeps_until:
+        if deadline is not None and deadline < self._sleeps_until and self._timing is not None:
             self._timing.fire()
 
     def expire_now(self) -> None:
         """Forget the session as soon as no receiver is attached (the server is stopping)."""
         self.core.disconnect_delay = 0
-        self._timing.fire()
+        if self._timing is not None:
+            self._timing.fire()
 
     def terminate(self, code: int, reason: str) -> None:
         """Close and forget at once (a websocket session whose socket is gone)."""
@@ -419,16 +475,17 @@ class Channel(DirectWriter):
 
     async def supervise(self) -> None:
         """Expire the session when the core says so; returns once it is CLOSED."""
+        timing = self._timing = Wakeup()
         try:
             while self.core.state is not SessionState.CLOSED:
                 deadline = self.core.next_deadline()
                 if deadline is None:
                     self._sleeps_until = math.inf
-                    await self._timing.wait()
+                    await timing.wait()
                 else:
                     self._sleeps_until = deadline
                     with anyio.move_on_after(deadline - anyio.current_time()):
-                        await self._timing.wait()
+                        await timing.wait()
                 self._sleeps_until = -math.inf
                 if self.core.tick(anyio.current_time()):
                     self._closed_changed()

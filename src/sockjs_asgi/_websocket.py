@@ -10,14 +10,14 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import anyio
 from starlette.requests import HTTPConnection
 
 from ._connection import Connection
 from ._http import pump
-from ._session import SOCKET_LOST, DirectWriter, Wakeup
+from ._session import SOCKET_LOST, Channel, DirectWriter, Wakeup
 from ._types import Message, Receive, Scope, Send
 from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
@@ -26,7 +26,10 @@ from .protocol.http import NOT_FOUND
 from .protocol.session import CloseReason
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ._app import SockJSApp
+    from ._metrics import Metrics
 
 __all__ = ["RawLink", "deny", "serve_raw", "serve_session"]
 
@@ -95,28 +98,94 @@ async def _accept(app: SockJSApp, scope: Scope, receive: Receive, send: Send, *,
 
 
 async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """The SockJS websocket transport: one text message per frame."""
+    """The SockJS websocket transport: one text message per frame.
+
+    An idle session is this coroutine and its handler's, waiting on the socket: the state it
+    needs lives in one slotted :class:`_Socket` rather than in closures, and nothing else is
+    awaited in between, so that a session costs little more than a bare socket.
+    """
     request = await _accept(app, scope, receive, send, raw=False)
     if request is None:
         return
     try:
-        await _run_session(app, request, receive, send)
+        channel = app._new_channel(None, "websocket")
+        channel.attach()
+        socket = _Socket(app, channel, receive, send)
+        channel.direct = send
+        channel._read = receive
+        channel.socket = socket
+        conn = socket.conn = Connection(channel, request, "websocket", app)
+        heartbeats, task_group = app._heartbeats, app._task_group
+        if heartbeats is None or task_group is None:
+            # No run(): the session's own task group holds a pump for the whole session.
+            async with anyio.create_task_group() as own:
+                own.start_soon(socket.run_pump)
+                await app.run_handler(channel, conn)
+                # The handler returned: run_handler closed the session, the pump writes the
+                # close frame and closes the socket, and the task group ends with it.
+            return
+        # With run(), a writer runs only while there is something to write: an idle session
+        # holds no task but the handler's (which waits for the client), and broadcasts,
+        # heartbeats and the close frame start one when they need it, in run()'s task group.
+        socket.task_group = task_group
+        channel.on_demand = True
+        try:
+            opening = channel.next_frame()  # the open frame, written here: no writer is needed yet
+            assert opening == frames.OPEN
+            channel.is_writing = True
+            try:
+                await socket.write(opening)
+            finally:
+                channel.is_writing = False
+            channel.last_write = channel.clock()
+            channel.is_parked = True
+            heartbeats.park(channel)
+            app._handler_starts(channel, conn)  # run_handler, inline: see there
+            try:
+                await app.handler(conn)
+            except Exception as exc:
+                app._handler_raised(channel, conn, exc)
+            finally:
+                app._handler_ended(channel, conn)
+            channel.close_now(*CloseReason.GO_AWAY)
+            # The handler returned: run_handler closed the session, and a writer writes the
+            # close frame and closes the socket.  This call returns only after it: the socket
+            # is the server's once the application returns.
+            await channel.wait_writers()
+        except OSError:  # the socket closed under the open frame
+            channel.terminate(1006, "Socket lost")
+        except BaseException:
+            channel.terminate(1006, "Socket lost")
+            raise
+        finally:
+            heartbeats.unpark(channel)
     finally:
         app._websocket_sessions -= 1
 
 
-async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive, send: Send) -> None:
-    channel = app._new_channel(None, "websocket")
-    channel.attach()
-    socket_open = True
+class _Socket:
+    """The socket side of one websocket session: reading client messages into the session,
+    and the writer that writes its frames."""
 
-    def on_read(message: Message) -> Awaitable[None] | None:
-        # One message the handler's task read from the socket (see ``Channel.receive``): a
-        # session has no reading task of its own.  A handler that does not read learns that the
-        # client left when a write fails, the heartbeat's at the latest.
-        nonlocal socket_open
+    __slots__ = ("app", "channel", "conn", "is_open", "receive", "send", "task_group")
+
+    def __init__(self, app: SockJSApp, channel: Channel, receive: Receive, send: Send) -> None:
+        self.app = app
+        self.channel = channel
+        self.receive = receive
+        self.send = send
+        self.is_open = True
+        self.conn: Connection | None = None
+        #: run()'s task group, where a writer starts when one is needed.
+        self.task_group: TaskGroup | None = None
+
+    def on_read(self, message: Message) -> Awaitable[None] | None:
+        """One message the handler's task read from the socket (see ``Channel.receive``): a
+        session has no reading task of its own.  A handler that does not read learns that the
+        client left when a write fails, the heartbeat's at the latest."""
+        channel = self.channel
         if message["type"] == "websocket.disconnect":
-            socket_open = False
+            self.is_open = False
             channel.terminate(message.get("code", 1005), message.get("reason") or "")
             return None
         text = _text(message)
@@ -129,92 +198,51 @@ async def _run_session(app: SockJSApp, request: HTTPConnection, receive: Receive
             channel.take(decode_messages(text))
         except RemoteProtocolError:
             channel.terminate(*BROKEN_FRAMING)
-            if socket_open:
-                socket_open = False
-                return close_broken()
+            if self.is_open:
+                self.is_open = False
+                return self.close_broken()
         return None
 
-    async def close_broken() -> None:
+    async def close_broken(self) -> None:
         with contextlib.suppress(OSError):  # the client may be gone already
-            await send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
+            await self.send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
 
-    async def write(frame: str) -> bool:
-        await send({"type": "websocket.send", "text": frame})
+    async def write(self, frame: str) -> bool:
+        await self.send({"type": "websocket.send", "text": frame})
         return frames.is_close(frame)
 
-    channel.direct = send
-    channel._read = receive
-    channel._on_read = on_read
-
-    async def run_pump(on_demand: bool = False) -> None:
-        nonlocal socket_open
+    async def run_pump(self, on_demand: bool = False) -> None:
+        channel = self.channel
         try:
             await pump(
                 channel,
-                write,
-                heartbeat_delay=app.options.heartbeat_delay,
-                heartbeats=app._heartbeats,
+                self.write,
+                heartbeat_delay=self.app.options.heartbeat_delay,
+                heartbeats=self.app._heartbeats,
                 on_demand=on_demand,
             )
             if on_demand and not channel.core.is_closed:
                 return  # nothing more to write for now
-            if socket_open:
-                socket_open = False
-                await send({"type": "websocket.close", "code": 1000})
+            if self.is_open:
+                self.is_open = False
+                await self.send({"type": "websocket.close", "code": 1000})
         except OSError:
-            socket_open = False  # the server reports a socket that closed under us
+            self.is_open = False  # the server reports a socket that closed under us
         channel.terminate(channel.close_code or 1006, channel.close_reason or "Socket lost")
 
-    conn = Connection(channel, request, "websocket", app)
-    heartbeats, task_group = app._heartbeats, app._task_group
-    if heartbeats is None or task_group is None:
-        # No run(): the session's own task group holds a pump for the whole session.
-        async with anyio.create_task_group() as own:
-            own.start_soon(run_pump)
-            await app.run_handler(channel, conn)
-            # The handler returned: run_handler closed the session, the pump writes the close
-            # frame and closes the socket, and the task group ends with it.
-        return
-
-    # With run(), a writer runs only while there is something to write: an idle session holds
-    # no task but the handler's (which waits for the client), and broadcasts, heartbeats and
-    # the close frame start one when they need it, in run()'s task group.
-    async def write_on_demand() -> None:
+    async def write_on_demand(self) -> None:
+        channel = self.channel
         try:
-            await run_pump(on_demand=True)
+            await self.run_pump(on_demand=True)
         except Exception:  # keep run()'s task group alive; the server's error ends this session
-            logger.exception("%r: writing to the websocket failed", conn)
+            logger.exception("%r: writing to the websocket failed", self.conn)
             channel.terminate(*CloseReason.INTERNAL_ERROR)
         finally:
             channel.writer_finished()
 
-    def start_writer() -> None:
-        task_group.start_soon(write_on_demand)
-
-    channel.start_writer = start_writer
-    try:
-        opening = channel.next_frame()  # the open frame, written here: no writer is needed yet
-        assert opening == frames.OPEN
-        channel.is_writing = True
-        try:
-            await write(opening)
-        finally:
-            channel.is_writing = False
-        channel.last_write = channel.clock()
-        channel.is_parked = True
-        heartbeats.park(channel)
-        await app.run_handler(channel, conn)
-        # The handler returned: run_handler closed the session, and a writer writes the close
-        # frame and closes the socket.  This call returns only after it: the socket is the
-        # server's once the application returns.
-        await channel.wait_writers()
-    except OSError:  # the socket closed under the open frame
-        channel.terminate(1006, "Socket lost")
-    except BaseException:
-        channel.terminate(1006, "Socket lost")
-        raise
-    finally:
-        heartbeats.unpark(channel)
+    def start_writer(self) -> None:
+        assert self.task_group is not None
+        self.task_group.start_soon(self.write_on_demand)
 
 
 class RawLink(DirectWriter):
@@ -228,7 +256,6 @@ class RawLink(DirectWriter):
     """
 
     __slots__ = (
-        "_incoming",
         "_pending",
         "_reading",
         "_receive",
@@ -239,15 +266,17 @@ class RawLink(DirectWriter):
         "close_code",
         "close_reason",
         "max_pending_size",
+        "metrics",
         "pending_size",
     )
 
-    def __init__(self, receive: Receive, send: Send, *, max_pending_size: int) -> None:
+    def __init__(self, receive: Receive, send: Send, *, max_pending_size: int, metrics: Metrics | None = None) -> None:
         super().__init__()
         self._receive = receive
         self._send = send
         self.max_pending_size = max_pending_size
-        self._incoming: deque[str] = deque()
+        #: The service's counters (see ``Channel.metrics``).
+        self.metrics = metrics
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._pending: deque[str] = deque()
@@ -270,6 +299,8 @@ class RawLink(DirectWriter):
         blocked = self.offer(message, message, message, 0.0)
         if blocked is not None:
             await blocked
+        if self.metrics is not None:
+            self.metrics.count_out(message)
 
     def push(self, message: str, encoded: str) -> None:
         """Queue a message for :meth:`write`."""
@@ -328,17 +359,22 @@ class RawLink(DirectWriter):
         except OSError:
             self.close_now(*SOCKET_LOST)  # the server reports the socket gone
 
-    async def receive(self) -> str | None:
-        """The next message; ``None`` once the connection is closed and nothing is left.
+    @overload
+    async def receive(self) -> str | None: ...
+
+    @overload
+    async def receive(self, end: type[Exception]) -> str: ...
+
+    async def receive(self, end: type[Exception] | None = None) -> str | None:
+        """The next message; once the connection is closed, ``None``, or ``end`` raised if it
+        is given (see ``Channel.receive``).
 
         There is no reading task: the handler's task reads the socket here, as the SockJS
-        websocket transport does (see ``Channel.receive``).
+        websocket transport does.  Each message read goes straight to the handler, so nothing
+        is ever queued on this side.
         """
-        incoming = self._incoming
-        while not incoming:
-            if self.close_code is not None:
-                return None
-            if self._reading:
+        while self.close_code is None:
+            if self._reading:  # another task reads: wait for it, then read the next one
                 await self._taken.wait()
                 continue
             self._reading = True
@@ -350,15 +386,17 @@ class RawLink(DirectWriter):
             if message["type"] == "websocket.disconnect":
                 self._socket_closed = True
                 self.close_now(message.get("code", 1005), message.get("reason") or "")
-                return None
+                break
             text = message.get("text")
             if text.__class__ is not str:
                 text = _text(message)
             if text is not None and self.close_code is None:
-                if not incoming:  # the usual case: straight to the handler
-                    return text
-                incoming.append(text)
-        return incoming.popleft()
+                if self.metrics is not None:
+                    self.metrics.count_in(text)
+                return text
+        if end is not None:
+            raise end("the connection is closed")
+        return None
 
 
 async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -366,7 +404,7 @@ async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) 
     request = await _accept(app, scope, receive, send, raw=True)
     if request is None:
         return
-    link = RawLink(receive, send, max_pending_size=app.options.max_pending_size)
+    link = RawLink(receive, send, max_pending_size=app.options.max_pending_size, metrics=app.metrics)
     try:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(link.write)
