@@ -27,7 +27,17 @@ from typing import Any
 from . import report
 from .harness import Cores, Outcome, run_once
 from .scenarios import EFFICIENCY, FIGURES, SCENARIOS, Scenario
-from .servers import NPM_PREFIX, REFERENCE, ROOT, SERVERS, Server, install_npm_packages
+from .servers import (
+    NPM_PREFIX,
+    REFERENCE,
+    ROOT,
+    SERVERS,
+    UVICORN_WS,
+    UVICORN_WS_VARIABLE,
+    Server,
+    install_npm_packages,
+    uvicorn_ws,
+)
 
 OUTPUT = ROOT / ".cache" / "bench"
 DOCS_PLOT = ROOT / "docs" / "benchmarks.png"
@@ -45,6 +55,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenario", action="append", choices=names, help="only these scenarios (repeatable)")
     servers = [s.name for s in SERVERS if s is not REFERENCE]
     parser.add_argument("--server", action="append", choices=servers, help="only these servers (repeatable)")
+    parser.add_argument(
+        "--uvicorn-ws",
+        choices=UVICORN_WS,
+        default=UVICORN_WS[0],
+        help="uvicorn's websocket implementation, for the reference and sockjs-asgi alike (default: "
+        "websockets, which uvicorn's --ws auto picks)",
+    )
     parser.add_argument("--report", metavar="JSON", help="publish a saved run again instead of measuring")
     return parser.parse_args(argv)
 
@@ -126,7 +143,12 @@ def measure(
     logs = OUTPUT / "logs" / name
     logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    info: dict[str, Any] = {"machine": machine(), "versions": versions(), "cores": vars(cores)}
+    info: dict[str, Any] = {
+        "machine": machine(),
+        "versions": versions(),
+        "cores": vars(cores),
+        "uvicorn_ws": uvicorn_ws(),
+    }
     outcomes: list[Outcome] = []
     for round_ in range(rounds):
         for scenario in scenarios:
@@ -186,7 +208,8 @@ def publish(
     report.plot(cells, panels, servers, REFERENCE, OUTPUT / f"{name}.png", title)
     results_md = report.markdown(cells, panels, servers, REFERENCE, {**info, "rounds": rounds})
     (OUTPUT / f"{name}.md").write_text(results_md + "\n")
-    if len(scenarios) == len(SCENARIOS) and len(servers) == len(SERVERS) and not smoke:
+    complete = len(scenarios) == len(SCENARIOS) and len(servers) == len(SERVERS)
+    if complete and not smoke and info.get("uvicorn_ws", UVICORN_WS[0]) == UVICORN_WS[0]:
         report.plot(cells, panels, servers, REFERENCE, DOCS_PLOT, title)
         update_docs(results_md)
     print(f"\nresults: {OUTPUT / name}.json, plot: {OUTPUT / name}.png, logs: {info.get('logs')}")
@@ -203,15 +226,19 @@ def main(argv: list[str] | None = None) -> int:
         ran = {run["scenario"] for run in saved["runs"]}
         scenarios = [s for s in SCENARIOS if s.name in ran]
         outcomes = [Outcome(**run) for run in saved["runs"]]
-        info = {key: saved[key] for key in ("machine", "versions", "cores", "seconds", "logs") if key in saved}
+        keys = ("machine", "versions", "cores", "uvicorn_ws", "seconds", "logs")
+        info = {key: saved[key] for key in keys if key in saved}
         name = Path(arguments.report).stem
     else:
         smoke = arguments.smoke
         rounds = arguments.rounds or (1 if smoke else 3)
         scenarios = [s for s in SCENARIOS if not arguments.scenario or s.name in arguments.scenario]
         servers = [s for s in SERVERS if s is REFERENCE or not arguments.server or s.name in arguments.server]
+        os.environ[UVICORN_WS_VARIABLE] = arguments.uvicorn_ws
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         name = f"{stamp}{'-smoke' if smoke else ''}"
+        if arguments.uvicorn_ws != UVICORN_WS[0]:
+            name += f"-{arguments.uvicorn_ws}"
         # Stopped from outside, still stop the server and the load generator (the finally clauses).
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         outcomes, info = measure(scenarios, servers, smoke=smoke, rounds=rounds, name=name)

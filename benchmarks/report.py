@@ -244,5 +244,7 @@ def markdown(
         f"{info['rounds']} rounds, {info['seconds']:.0f} s.",
         "",
         "Versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()) + ".",
+        "",
+        f"uvicorn's websocket implementation (`--ws`): {info.get('uvicorn_ws', 'websockets')}.",
     ]
     return "\n".join(parts)

@@ -7,6 +7,7 @@ bare-ASGI reference (raw websocket messages, an ``o`` on accept).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,8 +22,20 @@ NPM_PACKAGES = ("ws@8.18.3", "sockjs@0.3.24")
 Kind = Literal["sockjs", "bare"]
 
 
+#: uvicorn's websocket implementations: ``websockets`` (what its ``--ws auto`` picks when the
+#: websockets package is installed) first, the default.
+UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")
+#: The environment variable that chooses one, for every uvicorn server of a run.
+UVICORN_WS_VARIABLE = "BENCH_UVICORN_WS"
+
+
+def uvicorn_ws() -> str:
+    return os.environ.get(UVICORN_WS_VARIABLE, UVICORN_WS[0])
+
+
 def uvicorn(app: str) -> Callable[[int], list[str]]:
-    """uvicorn with uvloop and httptools, one worker, as recommended for production."""
+    """uvicorn with uvloop and httptools, one worker, as recommended for production, and the
+    websocket implementation of ``--uvicorn-ws``."""
 
     def command(port: int) -> list[str]:
         return [
@@ -34,7 +47,7 @@ def uvicorn(app: str) -> Callable[[int], list[str]]:
             f"--port={port}",
             "--loop=uvloop",
             "--http=httptools",
-            "--ws=websockets",
+            f"--ws={uvicorn_ws()}",
             "--log-level=warning",
             "--no-access-log",
         ]
@@ -81,7 +94,7 @@ SERVERS: tuple[Server, ...] = (
         "sockjs-asgi",
         "sockjs",
         uvicorn("benchmarks.apps.sockjs_asgi_app:app"),
-        "sockjs-asgi on uvicorn (uvloop, httptools, websockets)",
+        "sockjs-asgi on uvicorn (uvloop, httptools, --uvicorn-ws)",
     ),
     Server(
         "sockjs-node",
