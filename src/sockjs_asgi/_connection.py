@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from starlette.requests import HTTPConnection
 
+from ._types import Send
 from .protocol.errors import ConnectionClosed
 from .protocol.session import CloseReason
 
@@ -48,7 +49,17 @@ class _Link(Protocol):
 
     def push(self, message: str, encoded: str) -> None: ...
 
-    def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None: ...
+    @property
+    def framed(self) -> bool: ...
+
+    is_writing: bool
+    is_parked: bool
+
+    def claim(self, now: float) -> Send | None: ...
+
+    def release(self, *, waited: bool) -> None: ...
+
+    def _socket_lost(self) -> None: ...
 
     def close_now(self, code: int, reason: str) -> None: ...
 

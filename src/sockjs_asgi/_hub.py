@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._immediate import start
 from ._metrics import utf8_length
 from .protocol import frames
 from .protocol.escaping import encode_string
@@ -119,38 +120,106 @@ def hand_out(
     the server refused, after every other receiver got the message.
     """
     encoded = encode_string(message)
-    frame = frames.messages((encoded,))
-    size = utf8_length(message)
-    now = anyio.current_time()
-    count = 0
-    blocked: Awaitable[None] | None = None
-    failure: Exception | None = None
-    # The counters are added once per broadcast, for the service most receivers belong to.
-    metrics: Metrics | None = None
-    counted = 0
-    for conn in list(targets):
-        link = conn._link
-        if conn is exclude or link.is_closed or _overflowing(link):
-            continue
-        count += 1
-        if conn._metrics is metrics:
-            counted += 1
-        elif metrics is None:
-            metrics, counted = conn._metrics, 1
-        else:
+    walk = _Walk(message, encoded, list(targets), exclude)
+    blocked = start(walk.write())
+    if blocked is not None:
+        walk.queue_the_rest()
+    return walk.count, blocked, walk.failure
+
+
+class _Walk:
+    """One broadcast's way through its receivers.
+
+    :meth:`write` is a coroutine that :func:`hand_out` runs in its own task with
+    ``_immediate.start``: it writes the frame to every idle websocket with a plain ``await``
+    each, and queues the message for every other receiver.  Should a socket be full, the
+    coroutine waits there, ``start`` returns, and :meth:`queue_the_rest` queues the message for
+    the receivers after it, so that no one waits behind a slow client; the caller then awaits
+    the rest of the coroutine, which ends once that one write has.
+    """
+
+    __slots__ = ("at", "count", "encoded", "exclude", "failure", "message", "stopped", "targets", "writing")
+
+    def __init__(self, message: str, encoded: str, targets: list[Connection], exclude: Connection | None) -> None:
+        self.message = message
+        self.encoded = encoded
+        self.targets = targets
+        self.exclude = exclude
+        #: Receivers so far (closed ones and the excluded one are not).
+        self.count = 0
+        self.failure: Exception | None = None
+        #: The receiver being written to, and its place in ``targets``.
+        self.writing: _Link | None = None
+        self.at = 0
+        #: The walk waited for a full socket, and queue_the_rest() did the receivers after it.
+        self.stopped = False
+
+    async def write(self) -> None:
+        message, encoded, exclude, targets = self.message, self.encoded, self.exclude, self.targets
+        size = utf8_length(message)
+        now = anyio.current_time()
+        sockjs = {"type": "websocket.send", "text": frames.messages((encoded,))}
+        raw = {"type": "websocket.send", "text": message}
+        count = 0
+        # The counters are added once per broadcast, for the service most receivers belong to.
+        metrics: Metrics | None = None
+        counted = 0
+        try:
+            for index, conn in enumerate(targets):
+                link = conn._link
+                if conn is exclude or link.is_closed or _overflowing(link):
+                    continue
+                count += 1
+                if conn._metrics is metrics:
+                    counted += 1
+                elif metrics is None:
+                    metrics, counted = conn._metrics, 1
+                else:
+                    conn._metrics.messages_out += 1
+                    conn._metrics.bytes_out += size
+                send = None if self.failure is not None else link.claim(now)
+                if send is None:
+                    link.push(message, encoded)
+                    continue
+                self.count, self.writing, self.at = count, link, index  # should this write wait
+                try:
+                    await send(sockjs if link.framed else raw)
+                except OSError:  # the server reports the socket gone
+                    link._socket_lost()
+                except Exception as exc:
+                    link.release(waited=True)
+                    if self.stopped:
+                        raise
+                    self.failure = exc  # the server refused the write: the others still get theirs
+                except BaseException:
+                    link.release(waited=True)
+                    raise
+                else:
+                    link.release(waited=self.stopped)
+                if self.stopped:
+                    return  # this write waited: queue_the_rest did the others meanwhile
+        finally:
+            if metrics is not None:
+                metrics.messages_out += counted
+                metrics.bytes_out += counted * size
+        self.count = count
+
+    def queue_the_rest(self) -> None:
+        """The walk waits for a full socket: queue the message for every receiver after it."""
+        link = self.writing
+        assert link is not None
+        link.is_parked = False  # its writer writes what is queued meanwhile, after this write
+        self.stopped = True
+        message, encoded, exclude = self.message, self.encoded, self.exclude
+        size = utf8_length(message)
+        for conn in self.targets[self.at + 1 :]:
+            link = conn._link
+            if conn is exclude or link.is_closed or _overflowing(link):
+                continue
+            self.count += 1
             conn._metrics.messages_out += 1
             conn._metrics.bytes_out += size
-        if blocked is not None or failure is not None:
             link.push(message, encoded)
-            continue
-        try:
-            blocked = link.offer(message, encoded, frame, now)
-        except Exception as exc:  # the server refused the write: the others still get theirs
-            failure = exc
-    if metrics is not None:
-        metrics.messages_out += counted
-        metrics.bytes_out += counted * size
-    return count, blocked, failure
 
 
 def _overflowing(link: _Link) -> bool:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Protocol, overload
 import anyio
 
 from . import _loop
-from ._immediate import start
 from ._types import Message, Receive, Send
 from .protocol import frames
 from .protocol.escaping import encode_string
@@ -96,14 +95,17 @@ class Wakeup:
 class DirectWriter:
     """A websocket whose frames other tasks may write at once while its writer is parked.
 
-    Shared by :class:`Channel` and the raw websocket link.  :meth:`_write_now` writes one text
-    frame in the caller's task (see ``_immediate.start``): ``None`` if it went out at once, else
-    an awaitable that finishes the write and must be awaited next.  A subclass sets
-    ``is_parked`` while its own writer waits, and says what a lost socket means
-    (:meth:`_socket_lost`).
+    Shared by :class:`Channel` and the raw websocket link.  A broadcast (see ``_hub``) asks
+    :meth:`claim` for the socket's ``send``, writes its frame with it in its own task, and
+    gives the socket back with :meth:`release`.  A subclass sets ``is_parked`` while its own
+    writer waits, and says what a lost socket means (:meth:`_socket_lost`).
     """
 
     __slots__ = ("_outgoing", "is_parked", "is_writing")
+
+    #: What a broadcast writes here: its SockJS frame (a session), or the message itself (a
+    #: raw websocket).
+    framed = True
 
     def __init__(self) -> None:
         self._outgoing = Wakeup()  # something to write, or closed
@@ -112,29 +114,19 @@ class DirectWriter:
         #: A frame is being written, by the writer or directly; nobody else may write meanwhile.
         self.is_writing = False
 
-    def _write_now(self, send: Send, text: str) -> Awaitable[None] | None:
-        self.is_writing = True
-        try:
-            blocked = start(send({"type": "websocket.send", "text": text}))
-        except OSError:  # the server reports the socket gone
-            self._socket_lost()
-            return None
-        except BaseException:
-            self._write_done()
-            raise
-        if blocked is None:
-            self.is_writing = False
-            return None
-        self.is_parked = False
-        return self._finish_write(blocked)
+    def claim(self, now: float) -> Send | None:
+        """The socket's ``send``, if another task may write a frame to it now: its writer is
+        parked and nothing is queued.  The socket is then the caller's until it calls
+        :meth:`release`, or :meth:`_socket_lost` if the server reports the socket gone."""
+        raise NotImplementedError
 
-    async def _finish_write(self, blocked: Awaitable[object]) -> None:
-        try:
-            await blocked
-        except OSError:
-            self._socket_lost()
-        finally:
+    def release(self, *, waited: bool) -> None:
+        """A write after :meth:`claim` ended.  ``waited``: it had to wait for the socket, so
+        that others may have queued frames meanwhile, which the writer now writes first."""
+        if waited:
             self._write_done()
+        else:
+            self.is_writing = False
 
     def _write_done(self) -> None:
         self.is_writing = False
@@ -301,21 +293,17 @@ class Channel(DirectWriter):
         self.core.send(encoded)
         self._wake_writer()
 
-    def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None:
-        """Give a broadcast message to this session without waiting.
-
-        ``frame`` is ``encoded`` alone in an ``a[...]`` frame, built once per broadcast.  An idle
-        websocket (its pump parked, nothing queued) gets it written at once, in the caller's
-        task, as the pump would have written it; anything else is queued for the pump.  If the
-        socket cannot take the frame at once (a slow client), the returned awaitable finishes
-        that one write and must be awaited next; the pump takes over after it.
-        """
+    def claim(self, now: float) -> Send | None:
+        """An idle websocket's ``send`` (its pump parked, nothing queued), for a broadcast to
+        write its frame with at once, as the pump would have written it (see
+        :meth:`DirectWriter.claim`); ``None`` otherwise, and the broadcast queues its message
+        with :meth:`push`."""
         send = self.direct
         if send is None or not self.is_parked or self.is_writing or self.core.pending_size:
-            self.push(message, encoded)
             return None
         self.last_write = now
-        return self._write_now(send, frame)
+        self.is_writing = True
+        return send
 
     def _socket_lost(self) -> None:
         self.is_writing = False

@@ -296,9 +296,20 @@ class RawLink(DirectWriter):
         if self.close_code is not None:
             raise ConnectionClosed("the connection is closed")
         # No frame packs raw messages: one for an idle socket is written at once, by the caller.
-        blocked = self.offer(message, message, message, 0.0)
-        if blocked is not None:
-            await blocked
+        send = self.claim(0.0)
+        if send is None:
+            self.push(message, message)
+        else:
+            try:
+                await send({"type": "websocket.send", "text": message})
+            except OSError:  # the server reports the socket gone
+                self._socket_lost()
+            except BaseException:
+                self.release(waited=True)
+                raise
+            else:
+                # Had the write waited for a full socket, a broadcast meanwhile queued behind it.
+                self.release(waited=bool(self._pending))
         if self.metrics is not None:
             self.metrics.count_out(message)
 
@@ -308,12 +319,14 @@ class RawLink(DirectWriter):
         self.pending_size += len(message)
         self._outgoing.fire()
 
-    def offer(self, message: str, encoded: str, frame: str, now: float) -> Awaitable[None] | None:
-        """Write ``message`` at once if the socket is idle, else queue it; see ``Channel.offer``."""
+    framed = False
+
+    def claim(self, now: float) -> Send | None:
+        """The socket's ``send`` if it is idle; see :meth:`DirectWriter.claim`."""
         if not self.is_parked or self.is_writing or self._pending:
-            self.push(message, encoded)
             return None
-        return self._write_now(self._send, message)
+        self.is_writing = True
+        return self._send
 
     def _socket_lost(self) -> None:
         self.is_writing = False
