@@ -7,6 +7,7 @@ sessions is encoded once, and :func:`messages` only joins the encoded strings.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 
@@ -34,8 +35,10 @@ def messages(encoded: Iterable[str]) -> str:
     return "a[" + ",".join(encoded) + "]"
 
 
+@functools.lru_cache(maxsize=128)
 def close(code: int, reason: str) -> str:
-    """Build a ``c[code,"reason"]`` frame."""
+    """Build a ``c[code,"reason"]`` frame.  Cached: every session builds one when it closes,
+    and most close with one of a few reasons."""
     return "c[" + json.dumps(code) + "," + encode_string(reason) + "]"
 
 
