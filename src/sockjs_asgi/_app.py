@@ -176,7 +176,6 @@ class SockJSApp:
         self._task_group: TaskGroup | None = None
         #: Heartbeats for parked pumps, while ``run()`` is active (else each pump times its own).
         self._heartbeats: _http.Heartbeats | None = None
-        self._links: set[Channel | _websocket.RawLink] = set()
         # Created in the event loop that waits on it: an app may outlive one loop (tests run the
         # same module-level app on asyncio and then on trio).
         self._handler_returned: anyio.Event | None = None
@@ -292,8 +291,8 @@ class SockJSApp:
         # Receivers this process serves for sessions of other processes end without closing
         # them: their clients reconnect to a process that stays.
         self._cluster.release_relayed_receivers()
-        for link in list(self._links):
-            link.close_now(code, reason)
+        for conn in list(self.hub.connections):
+            conn._link.close_now(code, reason)
         for channel in self.registry:
             channel.expire_now()
 
@@ -769,20 +768,19 @@ class SockJSApp:
 
     async def run_handler(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
         """Run the handler for one connection and close the connection when it returns."""
-        self._handler_starts(link, conn)
+        self._handler_starts(conn)
         try:
             await self.handler(conn)
         except Exception as exc:
             self._handler_raised(link, conn, exc)
         finally:
-            self._handler_ended(link, conn)
+            self._handler_ended(conn)
         link.close_now(*CloseReason.GO_AWAY)
 
     # What run_handler does around the handler, for a caller that awaits the handler itself,
     # one coroutine fewer in the await chain of a long-lived session.
 
-    def _handler_starts(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
-        self._links.add(link)
+    def _handler_starts(self, conn: Connection) -> None:
         self.hub.add(conn)
         self.metrics.opened(conn.transport)
 
@@ -793,10 +791,9 @@ class SockJSApp:
             logger.error("%r: the handler raised; closing the connection", conn, exc_info=exc)
             link.close_now(*CloseReason.INTERNAL_ERROR)
 
-    def _handler_ended(self, link: Channel | _websocket.RawLink, conn: Connection) -> None:
+    def _handler_ended(self, conn: Connection) -> None:
         self.hub.remove(conn)
         self.metrics.closed(conn.transport)
-        self._links.discard(link)
         if self._handler_returned is not None:
             self._handler_returned.set()
             self._handler_returned = None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from starlette.requests import HTTPConnection
 
-from ._types import Send
+from ._types import Scope, Send
 from .protocol.errors import ConnectionClosed
 from .protocol.session import CloseReason
 
@@ -80,7 +80,7 @@ class Connection:
                 await conn.send(message)
     """
 
-    def __init__(self, link: _Link, request: HTTPConnection, transport: str, app: SockJSApp) -> None:
+    def __init__(self, link: _Link, request: HTTPConnection | Scope, transport: str, app: SockJSApp) -> None:
         self._link = link
         #: The service this connection belongs to: broadcast to the others with
         #: ``await conn.app.broadcast(...)``, no global needed.
@@ -88,8 +88,8 @@ class Connection:
         self._hub = app.hub
         self._metrics = app.metrics  # for broadcasts, which count their deliveries themselves
         self._number = next(_ids)
-        #: The request that opened the connection: headers, cookies, query, client address.
-        self.request = request
+        # The request that opened the connection, or its scope until it is first asked for.
+        self._request = request
         #: The transport that opened the connection: a URL suffix such as ``"xhr_streaming"``,
         #: or ``"raw_websocket"`` for the raw ``/websocket`` endpoint.
         self.transport = transport
@@ -100,6 +100,14 @@ class Connection:
         """An opaque identifier, unique in this process.  It is not the SockJS session id,
         which is a secret between the client and the server."""
         return f"c{self._number}"
+
+    @property
+    def request(self) -> HTTPConnection:
+        """The request that opened the connection: headers, cookies, query, client address."""
+        request = self._request
+        if not isinstance(request, HTTPConnection):
+            request = self._request = HTTPConnection(request)
+        return request
 
     @property
     def state(self) -> dict[str, Any]:

@@ -71,19 +71,27 @@ def _text(message: dict[str, object] | object) -> str | None:
     return None
 
 
-async def _accept(app: SockJSApp, scope: Scope, receive: Receive, send: Send, *, raw: bool) -> HTTPConnection | None:
+async def _accept(
+    app: SockJSApp, scope: Scope, receive: Receive, send: Send, *, raw: bool
+) -> HTTPConnection | Scope | None:
     """Accept a websocket as a new session, or refuse it and return ``None``.
 
-    On success the session is counted in ``app._websocket_sessions``; the caller uncounts it.
+    Returns the request for its :class:`Connection`: the scope itself, unless checking the
+    origin or ``authorize`` needed the request object.  On success the session is counted in
+    ``app._websocket_sessions``; the caller uncounts it.
     """
     message = await receive()
     if message["type"] != "websocket.connect":
         return None
-    request = HTTPConnection(scope)
+    request: HTTPConnection | Scope = scope
     options = app.options
-    if not app.is_origin_allowed(request) or (options.authorize is not None and not await options.authorize(request)):
-        await _refuse(scope, send, 403)
-        return None
+    if options.allowed_origins is not None or options.authorize is not None:
+        request = HTTPConnection(scope)
+        if not app.is_origin_allowed(request) or (
+            options.authorize is not None and not await options.authorize(request)
+        ):
+            await _refuse(scope, send, 403)
+            return None
     await send({"type": "websocket.accept"})
     if app.is_full:
         # Accepted, then closed with a reason the client can read (``max_sessions``).
@@ -140,13 +148,13 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
             channel.last_write = channel.clock()
             channel.is_parked = True
             heartbeats.park(channel)
-            app._handler_starts(channel, conn)  # run_handler, inline: see there
+            app._handler_starts(conn)  # run_handler, inline: see there
             try:
                 await app.handler(conn)
             except Exception as exc:
                 app._handler_raised(channel, conn, exc)
             finally:
-                app._handler_ended(channel, conn)
+                app._handler_ended(conn)
             channel.close_now(*CloseReason.GO_AWAY)
             # The handler returned: run_handler closed the session, and a writer writes the
             # close frame and closes the socket.  This call returns only after it: the socket

@@ -98,7 +98,7 @@ class Session:
         self.close_reason: str | None = None
         self._close_frame: str | None = None
         self._open_sent = False
-        self._pending: list[str] = []
+        self._pending: list[str] | None = None  # made by the first message (idle sessions are many)
         #: Characters of encoded messages waiting for a receiver.
         self.pending_size = 0
         #: Whether the session is closing or closed: nothing more can be sent.  (Plain
@@ -115,7 +115,10 @@ class Session:
         """
         if self.is_closed:
             raise ConnectionClosed("the session is closed")
-        self._pending.append(encoded)
+        if self._pending is None:
+            self._pending = [encoded]
+        else:
+            self._pending.append(encoded)
         self.pending_size += len(encoded)
 
     def close(self, code: int, reason: str) -> bool:
@@ -166,9 +169,10 @@ class Session:
             if self.state is SessionState.CONNECTING:
                 self.state = SessionState.OPEN
             return frames.OPEN
-        if self._pending:
-            frame = frames.messages(self._pending)
-            self._pending = []
+        pending = self._pending
+        if pending:
+            frame = frames.messages(pending)
+            self._pending = None
             self.pending_size = 0
             return frame
         return self._close_frame
