@@ -36,7 +36,7 @@ from ._metrics import Metrics
 from ._options import DEFAULT_SOCKJS_URL, Authorize, Options, names
 from ._session import Channel, Registry
 from ._signals import on_termination
-from ._types import Receive, Scope, Send
+from ._types import Message, Receive, Scope, Send
 from .protocol import http as wire
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
 from .protocol.escaping import decode_messages
@@ -511,7 +511,13 @@ class SockJSApp:
         send: Send,
         encoded: _http.RawHeaders,
     ) -> None:
-        body = await _http.read_body(receive, self.options.max_request_size, declared=_content_length(request))
+        limit, declared = self.options.max_request_size, _content_length(request)
+        if declared is not None and declared > limit:
+            body = await _http.read_body(receive, limit, declared=declared)  # refuses it
+        else:
+            first = await receive()
+            whole = _http.whole_body(first, limit)
+            body = await _http.read_body(receive, limit, first=first) if whole is None else whole
         try:
             payload = body.decode()
         except UnicodeDecodeError:
@@ -528,13 +534,18 @@ class SockJSApp:
                 if not await self._relay_send(session_id, request, messages):
                     await _http.not_found(send)
                     return
-                await self._sent(transport, send, encoded)
+                start, body_message = _sent(transport, encoded)
+                await send(start)
+                await send(body_message)
                 return
         if channel is None or not self._same_client(channel, request):
             await _http.not_found(send)
             return
-        await channel.deliver(messages)
-        await self._sent(transport, send, encoded)
+        if not channel.deliver_now(messages):
+            await channel.deliver(messages)
+        start, body_message = _sent(transport, encoded)
+        await send(start)
+        await send(body_message)
 
     async def _relay_send(self, session_id: str, request: HTTPConnection, messages: list[str]) -> bool:
         try:
@@ -546,13 +557,6 @@ class SockJSApp:
             return False
         host = request.client.host if request.client else None
         return await self._cluster.relay_send(found.owner, session_id, host, messages)
-
-    async def _sent(self, transport: Transport, send: Send, encoded: _http.RawHeaders) -> None:
-        # Both answer text/plain, the send transports' Content-Type.
-        if transport.name == "jsonp_send":
-            await _http.respond_encoded(send, 200, encoded, b"ok")
-        else:
-            await _http.respond_encoded(send, 204, encoded)
 
     async def _serve_receiver(
         self,
@@ -801,6 +805,16 @@ class SockJSApp:
 
 def _is_websocket_session(found: wire.Route | None) -> bool:
     return found is not None and found.transport is not None and found.transport.kind is Kind.WEBSOCKET
+
+
+def _sent(transport: Transport, encoded: _http.RawHeaders) -> tuple[Message, Message]:
+    """The answer to a send request that delivered its messages: its two ASGI messages, for
+    the caller to send itself (no coroutine of its own).  Both answer text/plain, the send
+    transports' Content-Type."""
+    if transport.name == "jsonp_send":
+        headers = [*encoded, (b"content-length", b"2")]
+        return _http.start_message(200, headers), _http.body_message(b"ok")
+    return _http.start_message(204, encoded.copy()), _http.body_message(b"")
 
 
 def _content_length(request: HTTPConnection) -> int | None:
