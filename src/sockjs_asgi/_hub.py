@@ -158,8 +158,7 @@ class _Walk:
         message, encoded, exclude, targets = self.message, self.encoded, self.exclude, self.targets
         size = utf8_length(message)
         now = anyio.current_time()
-        sockjs = {"type": "websocket.send", "text": frames.messages((encoded,))}
-        raw = {"type": "websocket.send", "text": message}
+        framed = frames.messages((encoded,))
         count = 0
         # The counters are added once per broadcast, for the service most receivers belong to.
         metrics: Metrics | None = None
@@ -183,7 +182,8 @@ class _Walk:
                     continue
                 self.count, self.writing, self.at = count, link, index  # should this write wait
                 try:
-                    await send(sockjs if link.framed else raw)
+                    # A message of its own per receiver: a middleware may change what it is given.
+                    await send({"type": "websocket.send", "text": framed if link.framed else message})
                 except OSError:  # the server reports the socket gone
                     link._socket_lost()
                 except Exception as exc:
