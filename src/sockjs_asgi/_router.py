@@ -43,7 +43,7 @@ class SockJSRouter:
         if found is None:
             await self._unrouted(scope, receive, send)
             return
-        prefix, service = found
+        prefix, _below, service = found
         # The service's root_path and path, set in the scope itself rather than in a copy, as
         # Starlette's Mount does: a websocket session holds its scope for its whole life.  They
         # stay set after the call, since a session's handler may outlive the request that
@@ -57,10 +57,11 @@ class SockJSRouter:
         else:
             await service(scope, receive, send)
 
-    def _match(self, local: str) -> tuple[str, SockJSApp] | None:
-        for prefix, below, service in self._prefixes:
+    def _match(self, local: str) -> tuple[str, str, SockJSApp] | None:
+        for entry in self._prefixes:
+            prefix, below, _service = entry
             if local.startswith(below) or local == prefix:
-                return prefix, service
+                return entry  # no new tuple: a websocket session's call holds what this returns
         return None
 
     async def _unrouted(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -198,7 +198,9 @@ class Channel(DirectWriter):
         self.remote_receiver = False
         super().__init__()
         self._incoming = Wakeup()  # messages for the handler, or the session closed
-        self._drained = Wakeup()  # pending frames written or incoming messages taken
+        # Pending frames written or incoming messages taken: made when a sender first waits for
+        # room (most sessions never do).
+        self._drained: Wakeup | None = None
         # Made when first waited for (a websocket session never waits for them):
         self._timing: Wakeup | None = None  # the expiry deadline came nearer (or the session closed)
         self._detached: Wakeup | None = None  # a receiver detached
@@ -259,10 +261,16 @@ class Channel(DirectWriter):
                 self._writer_done = Wakeup()
             await self._writer_done.wait()
 
+    def _room(self) -> Wakeup:
+        if self._drained is None:
+            self._drained = Wakeup()
+        return self._drained
+
     def _closed_changed(self) -> None:
         self._wake_writer()
         self._incoming.fire()
-        self._drained.fire()
+        if self._drained is not None:
+            self._drained.fire()
         if self._timing is not None:
             self._timing.fire()
         if self._detached is not None:
@@ -283,7 +291,7 @@ class Channel(DirectWriter):
         encoded = encode_string(message)
         core = self.core
         while core.pending_size >= self.max_pending_size and not core.is_closed:
-            await self._drained.wait()
+            await self._room().wait()
         self.push(message, encoded)
         if self.metrics is not None:
             self.metrics.count_out(message)
@@ -365,7 +373,8 @@ class Channel(DirectWriter):
         message = incoming.popleft()
         if not incoming:
             self.incoming = None
-        self._drained.fire()
+        if self._drained is not None:
+            self._drained.fire()
         if self.metrics is not None:
             self.metrics.count_in(message)
         return message
@@ -405,7 +414,7 @@ class Channel(DirectWriter):
             while self.incoming is not None and len(self.incoming) >= self.max_incoming_messages:
                 if self.core.is_closed:
                     return
-                await self._drained.wait()
+                await self._room().wait()
             if self.core.is_closed:
                 return
             if self.incoming is None:
@@ -441,7 +450,7 @@ class Channel(DirectWriter):
 
     def next_frame(self) -> str | None:
         frame = self.core.next_frame()
-        if frame is not None and frame.startswith("a"):
+        if frame is not None and self._drained is not None and frame.startswith("a"):
             self._drained.fire()
         return frame
 
