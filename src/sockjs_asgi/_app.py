@@ -21,7 +21,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -47,6 +47,8 @@ from .protocol.transports import Kind, Transport, validate_callback
 __all__ = ["Handler", "SockJSApp"]
 
 logger = logging.getLogger("sockjs_asgi")
+
+_C = TypeVar("_C", bound=Channel)
 
 #: Answer to a request from another address than the session's, with ``verify_ip``.
 OTHER_ADDRESS = close_frame(2010, "Attempted to connect to session from different IP")
@@ -615,7 +617,7 @@ class SockJSApp:
                 await writer.refuse(close_frame(*CloseReason.TOO_MANY_SESSIONS))
                 return
             if channel is None:
-                channel = self._new_channel(session_id, transport.name)
+                channel = self._new_channel(session_id, transport.name, Channel)
                 channel.client_host = host
                 if cluster.active:
                     # The owner record goes in before the open frame goes out, so that whatever
@@ -725,9 +727,10 @@ class SockJSApp:
 
     # -- sessions and handlers -------------------------------------------------------------
 
-    def _new_channel(self, session_id: str | None, transport: str) -> Channel:
+    def _new_channel(self, session_id: str | None, transport: str, kind: type[_C]) -> _C:
+        """A new channel: a :class:`Channel`, or for a websocket the subclass that serves it."""
         options = self.options
-        return Channel(
+        return kind(
             session_id,
             transport,
             disconnect_delay=options.disconnect_delay,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Awaitable, Iterator
-from typing import TYPE_CHECKING, Protocol, overload
+from typing import TYPE_CHECKING, overload
 
 import anyio
 
@@ -32,18 +32,6 @@ __all__ = ["SOCKET_LOST", "Channel", "DirectWriter", "Registry", "Wakeup"]
 
 #: Why a websocket session ended when its socket failed under a write.
 SOCKET_LOST = (1006, "Socket lost")
-
-
-class SocketSide(Protocol):
-    """What a websocket session's channel needs from the code that serves its socket."""
-
-    def on_read(self, message: Message) -> Awaitable[None] | None:
-        """Handle one ASGI message read from the socket (delivering it with
-        :meth:`Channel.take`, or closing); an awaitable it returns is awaited next."""
-
-    def start_writer(self) -> None:
-        """Start a writer (a pump) for a channel whose writer runs only while it has
-        something to write (see :attr:`Channel.on_demand`)."""
 
 
 class Wakeup:
@@ -165,7 +153,6 @@ class Channel(DirectWriter):
         "on_demand",
         "remote_receiver",
         "session_id",
-        "socket",
         "transport",
     )
 
@@ -214,15 +201,14 @@ class Channel(DirectWriter):
         self.direct: Send | None = None
         #: When a frame last went out (``anyio.current_time()``), for the heartbeat.
         self.last_write = 0.0
-        #: A websocket's ASGI ``receive``, which :meth:`receive` reads the socket with, and
-        #: what serves its socket (which handles each message read).  ``None`` for HTTP
-        #: sessions, whose send requests deliver.
+        #: A websocket's ASGI ``receive``, which :meth:`receive` reads the socket with, handing
+        #: each message read to :meth:`_on_read`.  ``None`` for HTTP sessions, whose send
+        #: requests deliver.
         self._read: Receive | None = None
-        self.socket: SocketSide | None = None
         self._reading = False
         #: The websocket's writer runs only while it has something to write, and
-        #: :meth:`_wake_writer` starts one with ``socket.start_writer()``; false: a pump runs
-        #: for the whole session.
+        #: :meth:`_wake_writer` starts one with :meth:`_start_writer`; false: a pump runs for
+        #: the whole session.
         self.on_demand = False
         #: Such a writer is running (or starting).
         self.has_writer = False
@@ -244,11 +230,22 @@ class Channel(DirectWriter):
         core = self.core
         if (heartbeat or core.pending_size or core.is_closed) and core.state is not SessionState.CLOSED:
             self.has_writer = True
-            assert self.socket is not None
-            self.socket.start_writer()
+            self._start_writer()
+
+    # -- what a websocket session's channel does (see ``_websocket``) ------------------------
+
+    def _on_read(self, message: Message) -> Awaitable[None] | None:
+        """Handle one ASGI message read from the socket (delivering it with :meth:`take`, or
+        closing); an awaitable it returns is awaited next."""
+        raise NotImplementedError
+
+    def _start_writer(self) -> None:
+        """Start a writer (a pump) for a channel whose writer runs only while it has something
+        to write (:attr:`on_demand`)."""
+        raise NotImplementedError
 
     def writer_finished(self) -> None:
-        """A writer started by ``socket.start_writer()`` has returned."""
+        """A writer started by :meth:`_start_writer` has returned."""
         self.has_writer = False
         self.is_parked = True  # nobody writes: senders write to the socket themselves
         if self._writer_done is not None:
@@ -361,8 +358,7 @@ class Channel(DirectWriter):
                 continue
             self._reading = True
             try:
-                assert self.socket is not None
-                after = self.socket.on_read(await read())
+                after = self._on_read(await read())
                 if after is not None:
                     await after
             finally:

@@ -109,25 +109,23 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
     """The SockJS websocket transport: one text message per frame.
 
     An idle session is this coroutine and its handler's, waiting on the socket: the state it
-    needs lives in one slotted :class:`_Socket` rather than in closures, and nothing else is
-    awaited in between, so that a session costs little more than a bare socket.
+    needs lives in its channel, a slotted :class:`_SocketChannel`, rather than in closures,
+    and nothing else is awaited in between, so that a session costs little more than a bare
+    socket.
     """
     request = await _accept(app, scope, receive, send, raw=False)
     if request is None:
         return
     try:
-        channel = app._new_channel(None, "websocket")
+        channel = app._new_channel(None, "websocket", _SocketChannel)
+        channel.serve(app, receive, send)
         channel.attach()
-        socket = _Socket(app, channel, receive, send)
-        channel.direct = send
-        channel._read = receive
-        channel.socket = socket
-        conn = socket.conn = Connection(channel, request, "websocket", app)
+        conn = channel.conn = Connection(channel, request, "websocket", app)
         heartbeats, task_group = app._heartbeats, app._task_group
         if heartbeats is None or task_group is None:
             # No run(): the session's own task group holds a pump for the whole session.
             async with anyio.create_task_group() as own:
-                own.start_soon(socket.run_pump)
+                own.start_soon(channel.run_pump)
                 await app.run_handler(channel, conn)
                 # The handler returned: run_handler closed the session, the pump writes the
                 # close frame and closes the socket, and the task group ends with it.
@@ -135,14 +133,14 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
         # With run(), a writer runs only while there is something to write: an idle session
         # holds no task but the handler's (which waits for the client), and broadcasts,
         # heartbeats and the close frame start one when they need it, in run()'s task group.
-        socket.task_group = task_group
+        channel.task_group = task_group
         channel.on_demand = True
         try:
             opening = channel.next_frame()  # the open frame, written here: no writer is needed yet
             assert opening == frames.OPEN
             channel.is_writing = True
             try:
-                await socket.write(opening)
+                await channel.write(opening)
             finally:
                 channel.is_writing = False
             channel.last_write = channel.clock()
@@ -171,30 +169,34 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
         app._websocket_sessions -= 1
 
 
-class _Socket:
-    """The socket side of one websocket session: reading client messages into the session,
-    and the writer that writes its frames."""
+class _SocketChannel(Channel):
+    """The channel of one websocket session, and its socket's side: reading client messages
+    into the session, and the writer that writes its frames."""
 
-    __slots__ = ("app", "channel", "conn", "is_open", "receive", "send", "task_group")
+    __slots__ = ("app", "conn", "is_open", "task_group")
 
-    def __init__(self, app: SockJSApp, channel: Channel, receive: Receive, send: Send) -> None:
+    def serve(self, app: SockJSApp, receive: Receive, send: Send) -> None:
+        """Serve the session over this socket (right after the channel is made)."""
         self.app = app
-        self.channel = channel
-        self.receive = receive
-        self.send = send
+        self.direct = send
+        self._read = receive
         self.is_open = True
         self.conn: Connection | None = None
         #: run()'s task group, where a writer starts when one is needed.
         self.task_group: TaskGroup | None = None
 
-    def on_read(self, message: Message) -> Awaitable[None] | None:
+    def _socket_send(self, message: Message) -> Awaitable[None]:
+        send = self.direct
+        assert send is not None
+        return send(message)
+
+    def _on_read(self, message: Message) -> Awaitable[None] | None:
         """One message the handler's task read from the socket (see ``Channel.receive``): a
         session has no reading task of its own.  A handler that does not read learns that the
         client left when a write fails, the heartbeat's at the latest."""
-        channel = self.channel
         if message["type"] == "websocket.disconnect":
             self.is_open = False
-            channel.terminate(message.get("code", 1005), message.get("reason") or "")
+            self.terminate(message.get("code", 1005), message.get("reason") or "")
             return None
         text = _text(message)
         # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
@@ -203,9 +205,9 @@ class _Socket:
         try:
             if text is None:
                 raise RemoteProtocolError("Broken framing.")
-            channel.take(decode_messages(text))
+            self.take(decode_messages(text))
         except RemoteProtocolError:
-            channel.terminate(*BROKEN_FRAMING)
+            self.terminate(*BROKEN_FRAMING)
             if self.is_open:
                 self.is_open = False
                 return self.close_broken()
@@ -213,42 +215,40 @@ class _Socket:
 
     async def close_broken(self) -> None:
         with contextlib.suppress(OSError):  # the client may be gone already
-            await self.send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
+            await self._socket_send({"type": "websocket.close", "code": BROKEN_FRAMING[0], "reason": BROKEN_FRAMING[1]})
 
     async def write(self, frame: str) -> bool:
-        await self.send({"type": "websocket.send", "text": frame})
+        await self._socket_send({"type": "websocket.send", "text": frame})
         return frames.is_close(frame)
 
     async def run_pump(self, on_demand: bool = False) -> None:
-        channel = self.channel
         try:
             await pump(
-                channel,
+                self,
                 self.write,
                 heartbeat_delay=self.app.options.heartbeat_delay,
                 heartbeats=self.app._heartbeats,
                 on_demand=on_demand,
             )
-            if on_demand and not channel.core.is_closed:
+            if on_demand and not self.core.is_closed:
                 return  # nothing more to write for now
             if self.is_open:
                 self.is_open = False
-                await self.send({"type": "websocket.close", "code": 1000})
+                await self._socket_send({"type": "websocket.close", "code": 1000})
         except OSError:
             self.is_open = False  # the server reports a socket that closed under us
-        channel.terminate(channel.close_code or 1006, channel.close_reason or "Socket lost")
+        self.terminate(self.close_code or 1006, self.close_reason or "Socket lost")
 
     async def write_on_demand(self) -> None:
-        channel = self.channel
         try:
             await self.run_pump(on_demand=True)
         except Exception:  # keep run()'s task group alive; the server's error ends this session
             logger.exception("%r: writing to the websocket failed", self.conn)
-            channel.terminate(*CloseReason.INTERNAL_ERROR)
+            self.terminate(*CloseReason.INTERNAL_ERROR)
         finally:
-            channel.writer_finished()
+            self.writer_finished()
 
-    def start_writer(self) -> None:
+    def _start_writer(self) -> None:
         assert self.task_group is not None
         self.task_group.start_soon(self.write_on_demand)
 
