@@ -491,10 +491,10 @@ async def test_a_poll_answered_from_pending_frames_needs_no_task_and_wakes_no_on
 
 
 #: What an idle websocket session may allocate in this package, in bytes: its channel, session
-#: state and connection, and the coroutines of its await chain (1.9 KB on Python 3.11-3.13,
-#: 3.4 KB on 3.10, whose frames are objects of their own).  Before the chain was cut and the
+#: state and connection, and the coroutines of its await chain (1.75 KB on Python 3.11-3.13,
+#: 3.2 KB on 3.10, whose frames are objects of their own).  Before the chain was cut and the
 #: closures went, it was 5.4 KB on 3.11; a bare websocket under uvicorn holds about 19 KiB.
-IDLE_SESSION_BYTES = 2200 if sys.version_info >= (3, 11) else 3800
+IDLE_SESSION_BYTES = 2100 if sys.version_info >= (3, 11) else 3600
 
 
 def _bytes_in_package(snapshot: tracemalloc.Snapshot) -> int:
