@@ -293,7 +293,7 @@ async def pump(
     then on the session's frames belong to whichever receiver attaches next.
 
     While the pump waits it is *parked*: a websocket's senders may then write to the socket
-    themselves (see :meth:`Channel.offer`), so an idle receiver of a broadcast costs no
+    themselves (see :meth:`Channel.claim`), so an idle receiver of a broadcast costs no
     wake-up.  They move :attr:`Channel.last_write` forward, which the heartbeat deadline
     follows; the pump's timeout is only re-armed when it wakes, not per frame.  With
     ``heartbeats`` (a service that runs) the pump waits with no timeout of its own, and that

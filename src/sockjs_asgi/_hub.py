@@ -97,7 +97,7 @@ async def deliver(message: str, targets: Iterable[Connection], exclude: Connecti
     """Give ``message`` to every open connection in ``targets``; returns how many.
 
     The message is encoded and framed once.  Idle websockets get it written at once, by this
-    task (see :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`); the others have it
+    task (see :meth:`Channel.claim <sockjs_asgi._session.Channel.claim>`); the others have it
     queued for their own task.  When a socket cannot take the frame at once (a slow client),
     every receiver after it has the message queued instead, and only then does this task wait
     for that one write: one slow client never delays the others.
@@ -130,7 +130,7 @@ def hand_out(
 class _Walk:
     """One broadcast's way through its receivers.
 
-    :meth:`write` is a coroutine that :func:`hand_out` runs in its own task with
+    :meth:`write` is a coroutine that :func:`hand_out` starts in the calling task with
     ``_immediate.start``: it writes the frame to every idle websocket with a plain ``await``
     each, and queues the message for every other receiver.  Should a socket be full, the
     coroutine waits there, ``start`` returns, and :meth:`queue_the_rest` queues the message for

@@ -154,9 +154,9 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
             finally:
                 app._handler_ended(conn)
             channel.close_now(*CloseReason.GO_AWAY)
-            # The handler returned: run_handler closed the session, and a writer writes the
-            # close frame and closes the socket.  This call returns only after it: the socket
-            # is the server's once the application returns.
+            # The handler returned and the session is closed: a writer writes the close frame
+            # and closes the socket.  This call returns only after it: the socket is the
+            # server's once the application returns.
             await channel.wait_writers()
         except OSError:  # the socket closed under the open frame
             channel.terminate(1006, "Socket lost")
@@ -260,7 +260,7 @@ class RawLink(DirectWriter):
     closes (for a close from this side, when the client answers it).  :meth:`write` empties
     the outgoing queue, so that a broadcast can add to it without waiting; while it waits with
     nothing to write, senders write to the socket themselves (see
-    :meth:`Channel.offer <sockjs_asgi._session.Channel.offer>`).
+    :meth:`DirectWriter.claim <sockjs_asgi._session.DirectWriter.claim>`).
     """
 
     __slots__ = (
