@@ -287,7 +287,9 @@ class RawLink(DirectWriter):
         self.metrics = metrics
         self.close_code: int | None = None
         self.close_reason: str | None = None
-        self._pending: deque[str] = deque()
+        # Messages for the writer; made by the first one queued (an empty deque is over 600
+        # bytes, and most raw sockets never queue one).
+        self._pending: deque[str] | None = None
         self.pending_size = 0
         self._reading = False
         self._taken = Wakeup()  # incoming messages for the handler, or closed
@@ -323,7 +325,10 @@ class RawLink(DirectWriter):
 
     def push(self, message: str, encoded: str) -> None:
         """Queue a message for :meth:`write`."""
-        self._pending.append(message)
+        if self._pending is None:
+            self._pending = deque((message,))
+        else:
+            self._pending.append(message)
         self.pending_size += len(message)
         self._outgoing.fire()
 
@@ -341,7 +346,11 @@ class RawLink(DirectWriter):
         self.close_now(*SOCKET_LOST)
 
     def _take(self) -> str:
-        message = self._pending.popleft()
+        pending = self._pending
+        assert pending is not None
+        message = pending.popleft()
+        if not pending:
+            self._pending = None
         self.pending_size -= len(message)
         self._room.fire()
         return message
