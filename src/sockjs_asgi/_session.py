@@ -84,8 +84,8 @@ class DirectWriter:
     """A websocket whose frames other tasks may write at once while its writer is parked.
 
     Shared by :class:`Channel` and the raw websocket link.  A broadcast (see ``_hub``) asks
-    :meth:`claim` for the socket's ``send``, writes its frame with it in its own task, and
-    gives the socket back with :meth:`release`.  A subclass sets ``is_parked`` while its own
+    :meth:`claim` for the socket's ``send``, writes its frame with it in the broadcasting task,
+    and gives the socket back with :meth:`release`.  A subclass sets ``is_parked`` while its own
     writer waits, and says what a lost socket means (:meth:`_socket_lost`).
     """
 
