@@ -815,9 +815,8 @@ def _sent(transport: Transport, encoded: _http.RawHeaders) -> tuple[Message, Mes
     the caller to send itself (no coroutine of its own).  Both answer text/plain, the send
     transports' Content-Type."""
     if transport.name == "jsonp_send":
-        headers = [*encoded, (b"content-length", b"2")]
-        return _http.start_message(200, headers), _http.body_message(b"ok")
-    return _http.start_message(204, encoded.copy()), _http.body_message(b"")
+        return _http.encoded_response(200, encoded, b"ok")
+    return _http.encoded_response(204, encoded)
 
 
 def _content_length(request: HTTPConnection) -> int | None:

@@ -68,8 +68,9 @@ def body_message(body: bytes) -> Message:
     return {"type": "http.response.body", "body": body, "more_body": False}
 
 
-async def respond_encoded(send: Send, status: int, headers: RawHeaders, body: bytes = b"") -> None:
-    """Send a whole response whose headers (Content-Type included) are encoded already.
+def encoded_response(status: int, headers: RawHeaders, body: bytes = b"") -> tuple[Message, Message]:
+    """The two ASGI messages of a whole response whose headers (Content-Type included) are
+    encoded already, for a caller that sends them itself (no coroutine of its own).
 
     ``headers`` is copied, never handed over: callers keep one list for many responses, and a
     server or middleware may add to the list it gets (Starlette's ``MutableHeaders`` does).
@@ -77,8 +78,14 @@ async def respond_encoded(send: Send, status: int, headers: RawHeaders, body: by
     all_headers = headers.copy()
     if status != 204 and status != 304:
         all_headers.append((b"content-length", b"%d" % len(body)))
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return start_message(status, all_headers), body_message(body)
+
+
+async def respond_encoded(send: Send, status: int, headers: RawHeaders, body: bytes = b"") -> None:
+    """Send a whole response: see :func:`encoded_response`."""
+    start, last = encoded_response(status, headers, body)
+    await send(start)
+    await send(last)
 
 
 async def start_stream(send: Send, headers: RawHeaders) -> None:

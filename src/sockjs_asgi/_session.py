@@ -390,18 +390,11 @@ class Channel(DirectWriter):
     def deliver_now(self, messages: list[str]) -> bool:
         """:meth:`deliver`, if there is room for all of ``messages`` (the usual case), without
         a coroutine; returns whether it did."""
-        incoming = self.incoming
-        if incoming is not None and len(incoming) + len(messages) > self.max_incoming_messages:
+        waiting = len(self.incoming) if self.incoming is not None else 0
+        if waiting + len(messages) > self.max_incoming_messages:
             return False
-        if len(messages) > self.max_incoming_messages:
-            return False
-        messages = self.core.receive(messages)
-        if messages:
-            if incoming is None:
-                self.incoming = deque(messages)
-            else:
-                incoming.extend(messages)
-            self._incoming.fire()
+        self.take(messages)
+        self._incoming.fire()
         return True
 
     async def deliver(self, messages: list[str]) -> None:
