@@ -138,7 +138,7 @@ class _Walk:
     the rest of the coroutine, which ends once that one write has.
     """
 
-    __slots__ = ("at", "count", "encoded", "exclude", "failure", "message", "stopped", "targets", "writing")
+    __slots__ = ("at", "count", "encoded", "exclude", "failure", "message", "stopped", "targets")
 
     def __init__(self, message: str, encoded: str, targets: list[Connection], exclude: Connection | None) -> None:
         self.message = message
@@ -148,8 +148,7 @@ class _Walk:
         #: Receivers so far (closed ones and the excluded one are not).
         self.count = 0
         self.failure: Exception | None = None
-        #: The receiver being written to, and its place in ``targets``.
-        self.writing: _Link | None = None
+        #: The place in ``targets`` of the receiver being written to.
         self.at = 0
         #: The walk waited for a full socket, and queue_the_rest() did the receivers after it.
         self.stopped = False
@@ -163,11 +162,19 @@ class _Walk:
         # The counters are added once per broadcast, for the service most receivers belong to.
         metrics: Metrics | None = None
         counted = 0
+        failed = False  # a write was refused: queue for the rest
         try:
             for index, conn in enumerate(targets):
-                link = conn._link
-                if conn is exclude or link.is_closed or _overflowing(link):
+                if conn is exclude:
                     continue
+                link = conn._link
+                # An idle, open socket is claimed at once; only the others need the checks
+                # (closed, too far behind) that decide whether the message is queued.
+                send = None if failed else link.claim(now)
+                if send is None:
+                    if link.is_closed or _overflowing(link):
+                        continue
+                    link.push(message, encoded)
                 count += 1
                 if conn._metrics is metrics:
                     counted += 1
@@ -176,11 +183,9 @@ class _Walk:
                 else:
                     conn._metrics.messages_out += 1
                     conn._metrics.bytes_out += size
-                send = None if self.failure is not None else link.claim(now)
                 if send is None:
-                    link.push(message, encoded)
                     continue
-                self.count, self.writing, self.at = count, link, index  # should this write wait
+                self.count, self.at = count, index  # should this write wait
                 try:
                     # A message of its own per receiver: a middleware may change what it is given.
                     await send({"type": "websocket.send", "text": framed if link.framed else message})
@@ -190,12 +195,15 @@ class _Walk:
                     link.release(waited=True)
                     if self.stopped:
                         raise
-                    self.failure = exc  # the server refused the write: the others still get theirs
+                    self.failure, failed = exc, True  # the server refused: the others still get theirs
                 except BaseException:
                     link.release(waited=True)
                     raise
                 else:
-                    link.release(waited=self.stopped)
+                    if not self.stopped:
+                        link.is_writing = False  # release(waited=False), inline
+                        continue
+                    link.release(waited=True)
                 if self.stopped:
                     return  # this write waited: queue_the_rest did the others meanwhile
         finally:
@@ -206,8 +214,7 @@ class _Walk:
 
     def queue_the_rest(self) -> None:
         """The walk waits for a full socket: queue the message for every receiver after it."""
-        link = self.writing
-        assert link is not None
+        link = self.targets[self.at]._link
         link.is_parked = False  # its writer writes what is queued meanwhile, after this write
         self.stopped = True
         message, encoded, exclude = self.message, self.encoded, self.exclude

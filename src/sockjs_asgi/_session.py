@@ -103,8 +103,8 @@ class DirectWriter:
         self.is_writing = False
 
     def claim(self, now: float) -> Send | None:
-        """The socket's ``send``, if another task may write a frame to it now: its writer is
-        parked and nothing is queued.  The socket is then the caller's until it calls
+        """The socket's ``send``, if another task may write a frame to it now: the connection
+        is open, its writer is parked and nothing is queued.  The socket is then the caller's until it calls
         :meth:`release`, or :meth:`_socket_lost` if the server reports the socket gone."""
         raise NotImplementedError
 
@@ -304,7 +304,10 @@ class Channel(DirectWriter):
         :meth:`DirectWriter.claim`); ``None`` otherwise, and the broadcast queues its message
         with :meth:`push`."""
         send = self.direct
-        if send is None or not self.is_parked or self.is_writing or self.core.pending_size:
+        if send is None or not self.is_parked or self.is_writing:
+            return None
+        core = self.core
+        if core.pending_size or core.is_closed:
             return None
         self.last_write = now
         self.is_writing = True

@@ -336,7 +336,7 @@ class RawLink(DirectWriter):
 
     def claim(self, now: float) -> Send | None:
         """The socket's ``send`` if it is idle; see :meth:`DirectWriter.claim`."""
-        if not self.is_parked or self.is_writing or self._pending:
+        if not self.is_parked or self.is_writing or self._pending or self.close_code is not None:
             return None
         self.is_writing = True
         return self._send
