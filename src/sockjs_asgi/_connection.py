@@ -142,12 +142,9 @@ class Connection:
         :class:`ConnectionClosed` if the connection is closed.  (The awaitable is the
         session's own send: one coroutine per message rather than two.)
         """
-        if not isinstance(message, str):
+        if message.__class__ is not str and not isinstance(message, str):
             return _raise(TypeError(f"messages are str, got {type(message).__name__}"))
-        link = self._link
-        if link.is_closed:
-            return _raise(ConnectionClosed("the connection is closed"))
-        return link.send(message)
+        return self._link.send(message)  # which raises ConnectionClosed once closed
 
     async def close(self, code: int = CloseReason.GO_AWAY[0], reason: str = CloseReason.GO_AWAY[1]) -> None:
         """Close the connection; the client gets ``code`` and ``reason``.

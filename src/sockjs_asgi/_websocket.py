@@ -305,21 +305,24 @@ class RawLink(DirectWriter):
             await self._room.wait()
         if self.close_code is not None:
             raise ConnectionClosed("the connection is closed")
-        # No frame packs raw messages: one for an idle socket is written at once, by the caller.
-        send = self.claim(0.0)
-        if send is None:
-            self.push(message, message)
-        else:
+        # No frame packs raw messages: one for an idle socket is written at once, by the caller
+        # (claim() and release(), inline: this is every message's path).
+        if self.is_parked and not self.is_writing and not self._pending:
+            self.is_writing = True
             try:
-                await send({"type": "websocket.send", "text": message})
+                await self._send({"type": "websocket.send", "text": message})
             except OSError:  # the server reports the socket gone
                 self._socket_lost()
             except BaseException:
-                self.release(waited=True)
+                self._write_done()
                 raise
             else:
-                # Had the write waited for a full socket, a broadcast meanwhile queued behind it.
-                self.release(waited=bool(self._pending))
+                if self._pending:  # the write waited for a full socket: a broadcast queued meanwhile
+                    self._write_done()
+                else:
+                    self.is_writing = False
+        else:
+            self.push(message, message)
         if self.metrics is not None:
             self.metrics.count_out(message)
 
