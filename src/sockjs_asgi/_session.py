@@ -220,7 +220,8 @@ class Channel(DirectWriter):
         """Something may need writing: wake the pump, or, for a websocket whose writer runs
         only when needed, start one if none runs and there is something to write (queued
         frames, a close frame, or a ``heartbeat`` that is due)."""
-        self._outgoing.fire()
+        if self._outgoing._waiters is not None:  # fire(), inline when nobody waits
+            self._outgoing.fire()
         if not self.on_demand:
             return
         if self._writer_done is not None:
@@ -289,7 +290,8 @@ class Channel(DirectWriter):
         core = self.core
         while core.pending_size >= self.max_pending_size and not core.is_closed:
             await self._room().wait()
-        self.push(message, encoded)
+        core.send(encoded)  # push(), inline: this is every message's path
+        self._wake_writer()
         if self.metrics is not None:
             self.metrics.count_out(message)
 

@@ -194,11 +194,13 @@ class _SocketChannel(Channel):
         """One message the handler's task read from the socket (see ``Channel.receive``): a
         session has no reading task of its own.  A handler that does not read learns that the
         client left when a write fails, the heartbeat's at the latest."""
-        if message["type"] == "websocket.disconnect":
-            self.is_open = False
-            self.terminate(message.get("code", 1005), message.get("reason") or "")
-            return None
-        text = _text(message)
+        text = message.get("text")
+        if text.__class__ is not str:
+            if message["type"] == "websocket.disconnect":
+                self.is_open = False
+                self.terminate(message.get("code", 1005), message.get("reason") or "")
+                return None
+            text = _text(message)
         # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
         if text == "":
             return None

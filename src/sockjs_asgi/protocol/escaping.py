@@ -39,7 +39,9 @@ _AFTER_DUMPS = re.compile("[\u200c-\u200f\u2028-\u202f\u2060-\u206f\ufff0-\uffff
 _IN_SCRIPT = re.compile("[<>&\u2028\u2029]")
 _EVENT_STREAM = re.compile("[%\r\n\x00]")
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# What ``json.dumps(text, ensure_ascii=False)`` does for a str, without the encoder's Python
+# method around it (this runs for every message sent).
+_dumps = json.encoder.encode_basestring
 
 
 def _unicode_escape(match: re.Match[str]) -> str:
