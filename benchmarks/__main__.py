@@ -36,6 +36,7 @@ from .servers import (
     UVICORN_WS_VARIABLE,
     Server,
     install_npm_packages,
+    resolved_uvicorn_ws,
     uvicorn_ws,
 )
 
@@ -60,7 +61,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         choices=UVICORN_WS,
         default=UVICORN_WS[0],
         help="uvicorn's websocket implementation, for the reference and sockjs-asgi alike (default: "
-        "websockets, which uvicorn's --ws auto picks)",
+        "auto, uvicorn's own choice: websockets-sansio when websockets is installed)",
     )
     parser.add_argument("--report", metavar="JSON", help="publish a saved run again instead of measuring")
     return parser.parse_args(argv)
@@ -148,6 +149,7 @@ def measure(
         "versions": versions(),
         "cores": vars(cores),
         "uvicorn_ws": uvicorn_ws(),
+        "uvicorn_ws_resolved": resolved_uvicorn_ws(),
     }
     outcomes: list[Outcome] = []
     for round_ in range(rounds):
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         ran = {run["scenario"] for run in saved["runs"]}
         scenarios = [s for s in SCENARIOS if s.name in ran]
         outcomes = [Outcome(**run) for run in saved["runs"]]
-        keys = ("machine", "versions", "cores", "uvicorn_ws", "seconds", "logs")
+        keys = ("machine", "versions", "cores", "uvicorn_ws", "uvicorn_ws_resolved", "seconds", "logs")
         info = {key: saved[key] for key in keys if key in saved}
         name = Path(arguments.report).stem
     else:

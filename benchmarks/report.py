@@ -245,6 +245,12 @@ def markdown(
         "",
         "Versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()) + ".",
         "",
-        f"uvicorn's websocket implementation (`--ws`): {info.get('uvicorn_ws', 'websockets')}.",
+        f"uvicorn's websocket implementation (`--ws`): {_uvicorn_ws(info)}.",
     ]
     return "\n".join(parts)
+
+
+def _uvicorn_ws(info: dict[str, Any]) -> str:
+    chosen = info.get("uvicorn_ws", "websockets")  # runs saved before the choice was recorded
+    resolved = info.get("uvicorn_ws_resolved", chosen)
+    return chosen if resolved == chosen else f"{chosen}, which is {resolved} here"

@@ -22,15 +22,35 @@ NPM_PACKAGES = ("ws@8.18.3", "sockjs@0.3.24")
 Kind = Literal["sockjs", "bare"]
 
 
-#: uvicorn's websocket implementations: ``websockets`` (what its ``--ws auto`` picks when the
-#: websockets package is installed) first, the default.
-UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")
+#: uvicorn's websocket implementations, as its ``--ws`` names them.  The default is ``auto``,
+#: what a user who does not choose gets: uvicorn picks one by what is installed
+#: (:func:`resolved_uvicorn_ws` says which).
+UVICORN_WS = ("auto", "websockets", "websockets-sansio", "wsproto")
 #: The environment variable that chooses one, for every uvicorn server of a run.
 UVICORN_WS_VARIABLE = "BENCH_UVICORN_WS"
+
+#: The protocol classes behind ``--ws auto``, by the name ``--ws`` gives each.
+_WS_CLASSES = {
+    "WebSocketProtocol": "websockets",
+    "WebSocketsSansIOProtocol": "websockets-sansio",
+    "WSProtocol": "wsproto",
+}
 
 
 def uvicorn_ws() -> str:
     return os.environ.get(UVICORN_WS_VARIABLE, UVICORN_WS[0])
+
+
+def resolved_uvicorn_ws() -> str:
+    """The implementation the uvicorn servers of this run use: ``auto`` resolved as uvicorn
+    resolves it (uvicorn 0.54 with websockets installed: ``websockets-sansio``)."""
+    chosen = uvicorn_ws()
+    if chosen != "auto":
+        return chosen
+    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
+
+    name = getattr(AutoWebSocketsProtocol, "__name__", None)
+    return _WS_CLASSES.get(name or "", f"unknown ({name})")
 
 
 def uvicorn(app: str) -> Callable[[int], list[str]]:
