@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .harness import Cores, Outcome, run_once
+from .harness import Cores, Outcome, run_once, run_pair
 from .scenarios import EFFICIENCY, FIGURES, SCENARIOS, Scenario
 from .servers import (
     NPM_PREFIX,
@@ -62,6 +62,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=UVICORN_WS[0],
         help="uvicorn's websocket implementation, for the reference and sockjs-asgi alike (default: "
         "auto, uvicorn's own choice: websockets-sansio when websockets is installed)",
+    )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run each server alone, one after the other, rather than beside the reference at the same time",
     )
     parser.add_argument("--report", metavar="JSON", help="publish a saved run again instead of measuring")
     return parser.parse_args(argv)
@@ -134,9 +139,10 @@ def usage(outcome: Outcome) -> str:
 
 
 def measure(
-    scenarios: list[Scenario], servers: list[Server], *, smoke: bool, rounds: int, name: str
+    scenarios: list[Scenario], servers: list[Server], *, smoke: bool, rounds: int, name: str, sequential: bool = False
 ) -> tuple[list[Outcome], dict[str, Any]]:
-    """Every round: every scenario against every server, the order of the servers alternating."""
+    """Every round: every scenario against every server, each beside the reference (the
+    scenario is ``paired``) or alone, the order of the servers alternating."""
     install_npm_packages()
     cores = Cores.pick()
     if cores.server is None:
@@ -150,17 +156,29 @@ def measure(
         "cores": vars(cores),
         "uvicorn_ws": uvicorn_ws(),
         "uvicorn_ws_resolved": resolved_uvicorn_ws(),
+        "sequential": sequential,
     }
     outcomes: list[Outcome] = []
     for round_ in range(rounds):
         for scenario in scenarios:
             order = servers if round_ % 2 == 0 else servers[::-1]
-            for server in order:
-                outcome = run_once(server, scenario, round_, smoke=smoke, cores=cores, logs=logs)
+            if scenario.paired and not sequential:
+                runs = [
+                    run_pair(REFERENCE, server, scenario, round_, smoke=smoke, cores=cores, logs=logs)
+                    for server in order
+                    if server is not REFERENCE
+                ]
+                done = [outcome for pair in runs for outcome in pair]
+            else:
+                done = [run_once(server, scenario, round_, smoke=smoke, cores=cores, logs=logs) for server in order]
+            for outcome in done:
                 outcomes.append(outcome)
                 shown = ", ".join(f"{key}={value:,.1f}" for key, value in outcome.metrics.items())
                 trouble = outcome.error or (f"REFUSED: {outcome.refused}" if outcome.refused else "")
-                print(f"round {round_} {scenario.name:<15} {server.name:<15} {shown}{usage(outcome)} {trouble}")
+                beside = f" (beside {outcome.pair})" if outcome.server != outcome.pair and outcome.pair else ""
+                print(
+                    f"round {round_} {scenario.name:<15} {outcome.server:<15} {shown}{usage(outcome)} {trouble}{beside}"
+                )
                 sys.stdout.flush()
     info["machine"]["load_average_after"] = os.getloadavg()
     info["seconds"] = round(time.monotonic() - started, 1)
@@ -211,7 +229,8 @@ def publish(
     results_md = report.markdown(cells, panels, servers, REFERENCE, {**info, "rounds": rounds})
     (OUTPUT / f"{name}.md").write_text(results_md + "\n")
     complete = len(scenarios) == len(SCENARIOS) and len(servers) == len(SERVERS)
-    if complete and not smoke and info.get("uvicorn_ws", UVICORN_WS[0]) == UVICORN_WS[0]:
+    default = info.get("uvicorn_ws", UVICORN_WS[0]) == UVICORN_WS[0] and not info.get("sequential")
+    if complete and not smoke and default:
         report.plot(cells, panels, servers, REFERENCE, DOCS_PLOT, title)
         update_docs(results_md)
     print(f"\nresults: {OUTPUT / name}.json, plot: {OUTPUT / name}.png, logs: {info.get('logs')}")
@@ -228,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         ran = {run["scenario"] for run in saved["runs"]}
         scenarios = [s for s in SCENARIOS if s.name in ran]
         outcomes = [Outcome(**run) for run in saved["runs"]]
-        keys = ("machine", "versions", "cores", "uvicorn_ws", "uvicorn_ws_resolved", "seconds", "logs")
+        keys = ("machine", "versions", "cores", "uvicorn_ws", "uvicorn_ws_resolved", "sequential", "seconds", "logs")
         info = {key: saved[key] for key in keys if key in saved}
         name = Path(arguments.report).stem
     else:
@@ -241,9 +260,13 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{stamp}{'-smoke' if smoke else ''}"
         if arguments.uvicorn_ws != UVICORN_WS[0]:
             name += f"-{arguments.uvicorn_ws}"
+        if arguments.sequential:
+            name += "-sequential"
         # Stopped from outside, still stop the server and the load generator (the finally clauses).
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-        outcomes, info = measure(scenarios, servers, smoke=smoke, rounds=rounds, name=name)
+        outcomes, info = measure(
+            scenarios, servers, smoke=smoke, rounds=rounds, name=name, sequential=arguments.sequential
+        )
     publish(outcomes, info, scenarios, servers, smoke=smoke, rounds=rounds, name=name)
 
     if smoke:

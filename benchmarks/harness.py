@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -70,6 +70,9 @@ class Outcome:
     refused: str | None = None
     error: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: In a side-by-side run (:func:`run_pair`), the server measured beside the reference: the
+    #: reference's figure to divide by is the one of the same pair.
+    pair: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class Outcome:
             "refused": self.refused,
             "error": self.error,
             "raw": self.raw,
+            "pair": self.pair,
         }
 
 
@@ -148,12 +152,21 @@ def node_env() -> dict[str, str]:
     return {**os.environ, "NODE_PATH": str(NPM_PREFIX / "node_modules")}
 
 
-def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: float, log: IO[bytes]) -> Run:
-    """Run the load generator to its end, snapshotting the server at each of its marks."""
+def start_loadgen(config: dict[str, Any], cores: Cores, log: IO[bytes]) -> subprocess.Popen[str]:
     command = cores.pin(cores.loadgen, ["node", str(LOADGEN), json.dumps(config)])
-    process = subprocess.Popen(
+    return subprocess.Popen(
         command, cwd=ROOT, env=node_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
     )
+
+
+def follow_loadgen(
+    process: subprocess.Popen[str], server_pid: int, timeout: float, ready: threading.Barrier | None = None
+) -> Run:
+    """Read the load generator to its end, snapshotting the server at each of its marks.
+
+    ``ready``: the load generators run side by side, and each waits at its ``ready`` mark until
+    all have reached theirs.
+    """
     assert process.stdin is not None and process.stdout is not None
     timer = threading.Timer(timeout, process.kill)
     timer.start()
@@ -163,7 +176,11 @@ def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: 
     try:
         for line in process.stdout:
             message = json.loads(line)
-            if "mark" in message:
+            if message.get("mark") == "ready" and ready is not None:
+                ready.wait(timeout)
+                process.stdin.write("\n")
+                process.stdin.flush()
+            elif "mark" in message:
                 if message.get("wait"):
                     time.sleep(SETTLE)
                 marks[message["mark"]] = snapshot(server_pid)
@@ -174,12 +191,21 @@ def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: 
             elif "result" in message:
                 result = message["result"]
         process.wait()
+    except threading.BrokenBarrierError:
+        pass  # the other load generator failed: so does this run
     finally:
         timer.cancel()
+        if ready is not None and result is None:
+            ready.abort()  # do not leave the other one waiting
         stop(process)
     if result is None:
         raise RuntimeError(f"the load generator exited with {process.returncode} and no result (see the log)")
     return Run(result, marks, loadgen_marks)
+
+
+def run_loadgen(config: dict[str, Any], server_pid: int, cores: Cores, timeout: float, log: IO[bytes]) -> Run:
+    """Run the load generator to its end, snapshotting the server at each of its marks."""
+    return follow_loadgen(start_loadgen(config, cores, log), server_pid, timeout)
 
 
 def run_once(server: Server, scenario: Scenario, round_: int, *, smoke: bool, cores: Cores, logs: Path) -> Outcome:
@@ -194,16 +220,73 @@ def run_once(server: Server, scenario: Scenario, round_: int, *, smoke: bool, co
         except RuntimeError as error:
             outcome.error = str(error)
             return outcome
+    _record(outcome, scenario, run)
+    # On a shared machine the load generator may be starved rather than saturated: either way,
+    # an event loop that never waited for the server set the pace.
+    loadgen_cpu = outcome.loadgen_cpu or 0.0
+    if loadgen_cpu > SATURATED:
+        outcome.refused = f"the load generator used {loadgen_cpu:.0%} of its core"
+    elif outcome.loadgen_busy is not None and outcome.loadgen_busy > SATURATED:
+        outcome.refused = f"the load generator was busy (running or waiting for its core) {outcome.loadgen_busy:.0%}"
+    return outcome
+
+
+def _record(outcome: Outcome, scenario: Scenario, run: Run) -> None:
     outcome.raw = {key: value for key, value in run.result.items() if key != "latencies"}
     outcome.loadgen_cpu = float(run.result["cpu"])
     outcome.server_cpu = share(run.marks, "cpu_seconds")
     outcome.server_busy = share(run.marks, "busy_seconds")
     outcome.loadgen_busy = share(run.loadgen_marks, "busy_seconds")
     outcome.metrics = scenario.metrics(run)
-    # On a shared machine the load generator may be starved rather than saturated: either way,
-    # an event loop that never waited for the server set the pace.
-    if outcome.loadgen_cpu > SATURATED:
-        outcome.refused = f"the load generator used {outcome.loadgen_cpu:.0%} of its core"
-    elif outcome.loadgen_busy is not None and outcome.loadgen_busy > SATURATED:
-        outcome.refused = f"the load generator was busy (running or waiting for its core) {outcome.loadgen_busy:.0%}"
-    return outcome
+
+
+def run_pair(
+    reference: Server, server: Server, scenario: Scenario, round_: int, *, smoke: bool, cores: Cores, logs: Path
+) -> list[Outcome]:
+    """One run of ``scenario`` against a fresh ``reference`` and a fresh ``server`` side by side.
+
+    Both servers share the server's core and both load generators the other one, over the same
+    seconds: whatever else the machine does then slows both alike, so the ratio of their work per
+    second of CPU is steady where runs one after the other are not (a shared machine's speed
+    drifts by tens of percent within a minute).  Both load generators together must leave their
+    core unsaturated.
+    """
+    pair = (reference, server)
+    outcomes = [Outcome(s.name, scenario.name, round_, pair=server.name) for s in pair]
+    with ExitStack() as stack:
+        try:
+            logs_ = [
+                stack.enter_context((logs / f"{scenario.name}.{s.name}.{round_}.beside-{server.name}.log").open("wb"))
+                for s in pair
+            ]
+            running = [stack.enter_context(running_server(s, cores, log)) for s, log in zip(pair, logs_, strict=True)]
+            ready = threading.Barrier(len(pair))
+            processes = [
+                start_loadgen({**scenario.config(s.kind, smoke), "port": port, "together": True}, cores, log)
+                for s, (port, _), log in zip(pair, running, logs_, strict=True)
+            ]
+            runs: list[Run | RuntimeError] = [RuntimeError("no result")] * len(pair)
+
+            def follow(index: int) -> None:
+                try:
+                    runs[index] = follow_loadgen(processes[index], running[index][1].pid, scenario.timeout, ready)
+                except RuntimeError as error:
+                    runs[index] = error
+
+            threads = [threading.Thread(target=follow, args=(index,)) for index in range(len(pair))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except RuntimeError as error:
+            runs = [error] * len(pair)
+    for outcome, run in zip(outcomes, runs, strict=True):
+        if isinstance(run, RuntimeError):
+            outcome.error = str(run)
+        else:
+            _record(outcome, scenario, run)
+    together = sum(o.loadgen_cpu or 0.0 for o in outcomes)
+    if all(o.error is None for o in outcomes) and together > SATURATED:
+        for outcome in outcomes:
+            outcome.refused = f"the load generators used {together:.0%} of their core together"
+    return outcomes

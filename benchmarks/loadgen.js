@@ -7,6 +7,7 @@
 // Usage: node loadgen.js '<json config>'. It prints JSON lines on stdout:
 //   {"mark": NAME}                 the harness snapshots the server's CPU time and RSS
 //   {"mark": NAME, "wait": true}   ... and answers with a line on stdin before we go on
+//   {"mark": "ready", "wait": true} (with `together`) set up; the answer says go
 //   {"result": {...}}              the last line: counts over the measured window, and our CPU
 // and exits non-zero with a message on stderr when a server answers something unexpected.
 //
@@ -109,6 +110,9 @@ async function openMany(count, template) {
 
 // The measured window: `warmup` seconds after the load is on, then `duration` seconds.
 async function measure(counter) {
+  // Run side by side with another load generator (`together`): the harness lets both go on at
+  // once, so that their windows are the same seconds of the machine's life.
+  if (config.together) await mark('ready', true);
   await sleep(config.warmup);
   await mark('start', false);
   const count0 = counter();

@@ -60,8 +60,12 @@ def _usable(outcome: Outcome | None, metric: str) -> tuple[float | None, str | N
 def summarise(
     outcomes: Iterable[Outcome], figures: Sequence[Figure], servers: Sequence[Server], reference: Server
 ) -> dict[tuple[str, str, str], Cell]:
-    """Key: (scenario, metric, server)."""
-    index = {(o.scenario, o.server, o.round): o for o in outcomes}
+    """Key: (scenario, metric, server).
+
+    A server's figure is divided by the reference's of the same round, and of the same pair
+    when they ran side by side; the reference's own cell has its figures from every pair.
+    """
+    index = {(o.scenario, o.server, o.round, o.pair): o for o in outcomes}
     rounds = sorted({key[2] for key in index})
     cells: dict[tuple[str, str, str], Cell] = {}
     for figure in figures:
@@ -70,17 +74,24 @@ def summarise(
             values: list[float] = []
             problems: list[str] = []
             for round_ in rounds:
-                value, problem = _usable(index.get((figure.scenario, server.name, round_)), figure.metric)
-                base, base_problem = _usable(index.get((figure.scenario, reference.name, round_)), figure.metric)
-                if problem:
-                    problems.append(problem)
-                if value is None:
-                    continue
-                values.append(value)
-                if base is None:
-                    problems.append(f"round {round_}: no reference figure ({base_problem})")
-                elif base > 0:
-                    ratios.append(value / base)
+                if server is reference:
+                    pairs = [key[3] for key in index if key[:3] == (figure.scenario, server.name, round_)]
+                else:
+                    pairs = [server.name if (figure.scenario, server.name, round_, server.name) in index else None]
+                for pair in pairs:
+                    value, problem = _usable(index.get((figure.scenario, server.name, round_, pair)), figure.metric)
+                    base, base_problem = _usable(
+                        index.get((figure.scenario, reference.name, round_, pair)), figure.metric
+                    )
+                    if problem:
+                        problems.append(problem)
+                    if value is None:
+                        continue
+                    values.append(value)
+                    if base is None:
+                        problems.append(f"round {round_}: no reference figure ({base_problem})")
+                    elif base > 0:
+                        ratios.append(value / base)
             cells[(figure.scenario, figure.metric, server.name)] = Cell(tuple(ratios), tuple(values), tuple(problems))
     return cells
 

@@ -100,6 +100,11 @@ class Scenario:
     metrics: Callable[[Run], Metrics]
     #: The load generator is stopped after this many seconds.
     timeout: float = 120.0
+    #: Each server runs beside the reference, at the same time (``harness.run_pair``), unless
+    #: the run is ``--sequential``.  Not for memory, which a neighbour cannot skew, nor for the
+    #: broadcasts: a broadcast's latency is their figure too, and sharing the core would be
+    #: part of it; and two load generators receiving every delivery saturate their core.
+    paired: bool = True
 
 
 @dataclass(frozen=True)
@@ -191,12 +196,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "fan-out: one message encoded once and queued to 1,000 websocket sessions, the wake-ups and writes that follow",
         broadcast_config(1000, 5.0),
         broadcast_metrics,
+        paired=False,
     ),
     Scenario(
         "broadcast-5000",
         "the same fan-out to 5,000 sessions, where per-receiver allocations and garbage collection dominate",
         broadcast_config(5000, 10.0),
         broadcast_metrics,
+        paired=False,
     ),
     Scenario(
         "idle",
@@ -207,6 +214,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             **({"warm": 20, "sessions": 100} if smoke else {"warm": 200, "sessions": 2000}),
         },
         rss_per_session,
+        paired=False,
     ),
     Scenario(
         "setup",

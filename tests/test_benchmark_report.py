@@ -38,6 +38,27 @@ def test_ratios_pair_the_runs_of_a_round() -> None:
     assert cell.problems == ()
 
 
+def test_side_by_side_runs_divide_by_the_reference_beside_them() -> None:
+    node = next(s for s in SERVERS if s.name == "sockjs-node")
+
+    def beside(server: str, pair: str, value: float) -> Outcome:
+        return Outcome(server, "ws-echo", 0, metrics={"rate": value}, pair=pair)
+
+    outcomes = [
+        beside(REFERENCE.name, OURS.name, 100.0),
+        beside(OURS.name, OURS.name, 90.0),
+        beside(REFERENCE.name, node.name, 50.0),
+        beside(node.name, node.name, 60.0),
+    ]
+    cells = summarise(outcomes, [FIGURE], [REFERENCE, OURS, node], REFERENCE)
+    assert cells[("ws-echo", "rate", OURS.name)].ratios == (0.9,)
+    assert cells[("ws-echo", "rate", node.name)].ratios == (1.2,)
+    reference = cells[("ws-echo", "rate", REFERENCE.name)]
+    assert sorted(reference.values) == [50.0, 100.0]
+    assert reference.ratios == (1.0, 1.0)
+    assert reference.problems == ()
+
+
 def test_a_refused_run_is_no_figure_and_says_why() -> None:
     outcomes = [
         outcome(REFERENCE.name, 0, 100.0),
