@@ -257,6 +257,14 @@ def markdown(
         "Versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()) + ".",
         "",
         f"uvicorn's websocket implementation (`--ws`): {_uvicorn_ws(info)}.",
+        "",
+        "How the servers ran: "
+        + (
+            "one after the other, each alone on the server's core."
+            if info.get("sequential", True)
+            else "each beside the reference, at the same time on the server's core, except in "
+            "the memory and broadcast scenarios, where each ran alone."
+        ),
     ]
     return "\n".join(parts)
 
