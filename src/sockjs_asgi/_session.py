@@ -104,8 +104,9 @@ class DirectWriter:
 
     def claim(self, now: float) -> Send | None:
         """The socket's ``send``, if another task may write a frame to it now: the connection
-        is open, its writer is parked and nothing is queued.  The socket is then the caller's until it calls
-        :meth:`release`, or :meth:`_socket_lost` if the server reports the socket gone."""
+        is open, its writer is parked and nothing is queued.  The socket is then the caller's
+        until it calls :meth:`release`, or :meth:`_socket_lost` if the server reports the
+        socket gone."""
         raise NotImplementedError
 
     def release(self, *, waited: bool) -> None:
