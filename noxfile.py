@@ -92,6 +92,14 @@ def bench_smoke(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", "--smoke", *session.posargs)
 
 
+@nox.session(name="bench-instructions")
+def bench_instructions(session: nox.Session) -> None:
+    """Instructions per message, receiver or round trip on the hot paths, in-process, against bare
+    ASGI (needs valgrind; not in CI): what time on a shared machine cannot show."""
+    install(session, "bench")
+    session.run("python", "-m", "benchmarks.instructions", *session.posargs)
+
+
 @nox.session
 def scale(session: nox.Session) -> None:
     """50,000 idle websocket sessions on one uvicorn process, then broadcasts to all (not in CI):
