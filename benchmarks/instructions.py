@@ -24,7 +24,6 @@ import argparse
 import importlib.util
 import itertools
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -256,7 +255,7 @@ def instructions(name: str, units: int, reference: bool) -> int:
         str(units),
         "reference" if reference else "ours",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, env=os.environ, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # the environment is inherited
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"{name} failed under valgrind:\n{done.stderr[-2000:]}")
