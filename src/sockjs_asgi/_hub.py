@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._immediate import start
-from ._metrics import utf8_length
 from .protocol import frames
-from .protocol.escaping import encode_string
+from .protocol.escaping import encode_string, utf8_length
 
 if TYPE_CHECKING:
     from ._connection import Connection, _Link

@@ -9,19 +9,13 @@ from collections.abc import Iterable, Mapping
 
 from ._http import respond
 from ._types import Receive, Scope, Send
+from .protocol.escaping import utf8_length
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics", "MetricsEndpoint", "utf8_length"]
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics", "MetricsEndpoint"]
 
 #: The Content-Type of the Prometheus text exposition format that :meth:`Metrics.prometheus`
 #: renders (version 0.0.4).
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def utf8_length(text: str) -> int:
-    """The length of ``text`` in UTF-8, without encoding it when it is ASCII (the usual case)."""
-    if text.isascii():
-        return len(text)
-    return len(text.encode("utf-8", "surrogatepass"))
 
 
 _HELP = {

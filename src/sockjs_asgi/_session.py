@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, overload
 
 import anyio
 
 from . import _loop
-from ._types import Message, Receive, Send
+from ._types import Send
 from .protocol import frames
-from .protocol.escaping import encode_string
+from .protocol.escaping import encode_string, utf8_length
 from .protocol.session import Session, SessionState
 
 if TYPE_CHECKING:
@@ -136,8 +136,6 @@ class Channel(DirectWriter):
         "_detached",
         "_drained",
         "_incoming",
-        "_read",
-        "_reading",
         "_sleeps_until",
         "_timing",
         "_writer_done",
@@ -202,11 +200,6 @@ class Channel(DirectWriter):
         self.direct: Send | None = None
         #: When a frame last went out (``anyio.current_time()``), for the heartbeat.
         self.last_write = 0.0
-        #: A websocket's ASGI ``receive``, which :meth:`receive` reads the socket with, handing
-        #: each message read to :meth:`_on_read`.  ``None`` for HTTP sessions, whose send
-        #: requests deliver.
-        self._read: Receive | None = None
-        self._reading = False
         #: The websocket's writer runs only while it has something to write, and
         #: :meth:`_wake_writer` starts one with :meth:`_start_writer`; false: a pump runs for
         #: the whole session.
@@ -235,11 +228,6 @@ class Channel(DirectWriter):
             self._start_writer()
 
     # -- what a websocket session's channel does (see ``_websocket``) ------------------------
-
-    def _on_read(self, message: Message) -> Awaitable[None] | None:
-        """Handle one ASGI message read from the socket (delivering it with :meth:`take`, or
-        closing); an awaitable it returns is awaited next."""
-        raise NotImplementedError
 
     def _start_writer(self) -> None:
         """Start a writer (a pump) for a channel whose writer runs only while it has something
@@ -292,9 +280,14 @@ class Channel(DirectWriter):
         while core.pending_size >= self.max_pending_size and not core.is_closed:
             await self._room().wait()
         core.send(encoded)  # push(), inline: this is every message's path
-        self._wake_writer()
-        if self.metrics is not None:
-            self.metrics.count_out(message)
+        # _wake_writer() has nothing to do for a running writer that is already woken, as for
+        # every message after the first of a burst.
+        if not self.has_writer or self._outgoing._waiters is not None or self._writer_done is not None:
+            self._wake_writer()
+        metrics = self.metrics
+        if metrics is not None:  # count_out(), inline
+            metrics.messages_out += 1
+            metrics.bytes_out += len(message) if message.isascii() else utf8_length(message)
 
     def push(self, message: str, encoded: str) -> None:
         """Queue an encoded message without waiting, for the pump."""
@@ -347,29 +340,15 @@ class Channel(DirectWriter):
         """The next message from the client; once the session is closed and empty, ``None``,
         or ``end`` raised if it is given (for ``async for``, with no coroutine in between).
 
-        A websocket session has no task of its own that reads the socket: the handler's task
-        reads it here, when it wants a message and none is waiting.  While one task reads,
-        others asking for a message wait for what it brings.  A close from this side ends that
-        read when the client answers it (servers then report the socket closed): a read is
-        not interrupted, as cancelling one costs more than the read itself.
+        Send requests hand messages over (:meth:`deliver`); a websocket session's channel reads
+        its socket here instead (see ``_websocket``).
         """
         while not self.incoming:
             if self.core.is_closed:
                 if end is not None:
                     raise end("the connection is closed")
                 return None
-            read = self._read
-            if read is None or self._reading:
-                await self._incoming.wait()
-                continue
-            self._reading = True
-            try:
-                after = self._on_read(await read())
-                if after is not None:
-                    await after
-            finally:
-                self._reading = False
-                self._incoming.fire()
+            await self._incoming.wait()
         incoming = self.incoming
         assert incoming is not None
         message = incoming.popleft()
@@ -383,24 +362,19 @@ class Channel(DirectWriter):
 
     # -- the client's side ---------------------------------------------------------------
 
-    def take(self, messages: list[str]) -> None:
-        """Hand messages read by :meth:`receive`'s own reader to the handler, without waiting:
-        the handler asked for them, and the socket is read only when nothing is waiting."""
-        messages = self.core.receive(messages)
-        if messages:
-            if self.incoming is None:
-                self.incoming = deque(messages)
-            else:
-                self.incoming.extend(messages)
-
     def deliver_now(self, messages: list[str]) -> bool:
         """:meth:`deliver`, if there is room for all of ``messages`` (the usual case), without
         a coroutine; returns whether it did."""
         waiting = len(self.incoming) if self.incoming is not None else 0
         if waiting + len(messages) > self.max_incoming_messages:
             return False
-        self.take(messages)
-        self._incoming.fire()
+        messages = self.core.receive(messages)
+        if messages:
+            if self.incoming is None:
+                self.incoming = deque(messages)
+            else:
+                self.incoming.extend(messages)
+            self._incoming.fire()
         return True
 
     async def deliver(self, messages: list[str]) -> None:

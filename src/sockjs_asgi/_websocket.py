@@ -21,7 +21,7 @@ from ._session import SOCKET_LOST, Channel, DirectWriter, Wakeup
 from ._types import Message, Receive, Scope, Send
 from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
-from .protocol.escaping import decode_messages
+from .protocol.escaping import decode_messages, utf8_length
 from .protocol.http import NOT_FOUND
 from .protocol.session import CloseReason
 
@@ -173,13 +173,15 @@ class _SocketChannel(Channel):
     """The channel of one websocket session, and its socket's side: reading client messages
     into the session, and the writer that writes its frames."""
 
-    __slots__ = ("app", "conn", "is_open", "task_group")
+    __slots__ = ("_read", "_reading", "app", "conn", "is_open", "task_group")
 
     def serve(self, app: SockJSApp, receive: Receive, send: Send) -> None:
         """Serve the session over this socket (right after the channel is made)."""
         self.app = app
         self.direct = send
+        #: The socket's ``receive``, which the handler's task reads in :meth:`receive`.
         self._read = receive
+        self._reading = False
         self.is_open = True
         self.conn: Connection | None = None
         #: run()'s task group, where a writer starts when one is needed.
@@ -190,30 +192,76 @@ class _SocketChannel(Channel):
         assert send is not None
         return send(message)
 
-    def _on_read(self, message: Message) -> Awaitable[None] | None:
-        """One message the handler's task read from the socket (see ``Channel.receive``): a
-        session has no reading task of its own.  A handler that does not read learns that the
-        client left when a write fails, the heartbeat's at the latest."""
-        text = message.get("text")
-        if text.__class__ is not str:
-            if message["type"] == "websocket.disconnect":
-                self.is_open = False
-                self.terminate(message.get("code", 1005), message.get("reason") or "")
+    @overload
+    async def receive(self) -> str | None: ...
+
+    @overload
+    async def receive(self, end: type[Exception]) -> str: ...
+
+    async def receive(self, end: type[Exception] | None = None) -> str | None:
+        """The next message from the client (see ``Channel.receive``).
+
+        A session has no task of its own that reads the socket: the handler's task reads it
+        here, when it wants a message and none is waiting.  While one task reads, others asking
+        for a message wait for what it brings.  A close from this side ends that read when the
+        client answers it (servers then report the socket closed): a read is not interrupted,
+        as cancelling one costs more than the read itself.  A payload of one message, the usual
+        one, goes straight to the caller, with no queue in between.
+        """
+        core = self.core
+        while True:
+            incoming = self.incoming
+            if incoming:
+                message = incoming.popleft()
+                if not incoming:
+                    self.incoming = None
+                break
+            if core.is_closed:
+                if end is not None:
+                    raise end("the connection is closed")
                 return None
-            text = _text(message)
-        # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
-        if text == "":
-            return None
-        try:
-            if text is None:
-                raise RemoteProtocolError("Broken framing.")
-            self.take(decode_messages(text))
-        except RemoteProtocolError:
-            self.terminate(*BROKEN_FRAMING)
-            if self.is_open:
-                self.is_open = False
-                return self.close_broken()
-        return None
+            if self._reading:
+                await self._incoming.wait()
+                continue
+            self._reading = True
+            try:
+                read = await self._read()
+            finally:
+                self._reading = False
+                if self._incoming._waiters is not None:  # fire(), inline when nobody waits
+                    self._incoming.fire()
+            text = read.get("text")
+            if text.__class__ is not str:
+                if read["type"] == "websocket.disconnect":
+                    self.is_open = False
+                    self.terminate(read.get("code", 1005), read.get("reason") or "")
+                    continue
+                text = _text(read)
+            # Empty messages and "[]" carry nothing; a bare JSON value is not a SockJS payload.
+            if text == "":
+                continue
+            try:
+                if text is None:
+                    raise RemoteProtocolError("Broken framing.")
+                messages = core.receive(decode_messages(text))
+            except RemoteProtocolError:
+                self.terminate(*BROKEN_FRAMING)
+                if self.is_open:
+                    self.is_open = False
+                    await self.close_broken()
+                continue
+            if len(messages) == 1:
+                message = messages[0]
+                break
+            if messages:
+                self.incoming = deque(messages)
+        if self._drained is not None:
+            self._drained.fire()
+        metrics = self.metrics
+        if metrics is not None:  # count_in(), inline: this is every message's path
+            metrics.messages_in += 1
+            metrics.bytes_in += len(message) if message.isascii() else utf8_length(message)
+        return message
 
     async def close_broken(self) -> None:
         with contextlib.suppress(OSError):  # the client may be gone already
@@ -325,8 +373,10 @@ class RawLink(DirectWriter):
                     self.is_writing = False
         else:
             self.push(message, message)
-        if self.metrics is not None:
-            self.metrics.count_out(message)
+        metrics = self.metrics
+        if metrics is not None:  # count_out(), inline
+            metrics.messages_out += 1
+            metrics.bytes_out += len(message) if message.isascii() else utf8_length(message)
 
     def push(self, message: str, encoded: str) -> None:
         """Queue a message for :meth:`write`."""
@@ -417,17 +467,20 @@ class RawLink(DirectWriter):
                 message = await self._receive()
             finally:
                 self._reading = False
-                self._taken.fire()
-            if message["type"] == "websocket.disconnect":
-                self._socket_closed = True
-                self.close_now(message.get("code", 1005), message.get("reason") or "")
-                break
+                if self._taken._waiters is not None:  # fire(), inline when nobody waits
+                    self._taken.fire()
             text = message.get("text")
             if text.__class__ is not str:
+                if message["type"] == "websocket.disconnect":
+                    self._socket_closed = True
+                    self.close_now(message.get("code", 1005), message.get("reason") or "")
+                    break
                 text = _text(message)
             if text is not None and self.close_code is None:
-                if self.metrics is not None:
-                    self.metrics.count_in(text)
+                metrics = self.metrics
+                if metrics is not None:  # count_in(), inline
+                    metrics.messages_in += 1
+                    metrics.bytes_in += len(text) if text.isascii() else utf8_length(text)
                 return text
         if end is not None:
             raise end("the connection is closed")

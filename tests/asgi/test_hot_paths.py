@@ -27,7 +27,7 @@ from anyio.abc import TaskGroup
 
 import sockjs_asgi
 from sockjs_asgi import Connection, MemoryBroker, SockJSApp, _loop
-from sockjs_asgi._metrics import utf8_length
+from sockjs_asgi.protocol.escaping import utf8_length
 from sockjs_asgi.testing import TestClient
 
 from .support import TIMEOUT, XHR_STREAMING_PRELUDE, Message, echo, http_scope, session_url

@@ -27,6 +27,7 @@ __all__ = [
     "encode_string",
     "event_stream_data",
     "script_literal",
+    "utf8_length",
 ]
 
 #: Characters the server must send as ``\\uXXXX`` inside JSON strings.  Control characters are
@@ -58,6 +59,13 @@ def encode_string(text: str) -> str:
         # Only control characters need escaping in ASCII, and json.dumps does that itself.
         return _dumps(text)
     return _AFTER_DUMPS.sub(_unicode_escape, _dumps(text))
+
+
+def utf8_length(text: str) -> int:
+    """The length of ``text`` in UTF-8, without encoding it when it is ASCII (the usual case)."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def script_literal(frame: str) -> str:
