@@ -116,6 +116,7 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
     request = await _accept(app, scope, receive, send, raw=False)
     if request is None:
         return
+    channel: _SocketChannel | None = None
     try:
         channel = app._new_channel(None, "websocket", _SocketChannel)
         channel.serve(app, receive, send)
@@ -167,6 +168,11 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
             heartbeats.unpark(channel)
     finally:
         app._websocket_sessions -= 1
+        if channel is not None:
+            # The connection refers to its channel: without this reference back, the session's
+            # objects, and the server's socket objects they hold, are freed as it ends rather
+            # than left to the cycle collector.
+            channel.conn = None
 
 
 class _SocketChannel(Channel):

@@ -532,3 +532,49 @@ async def test_an_idle_websocket_session_holds_little_memory(raw: bool) -> None:
             for socket in warm + sockets:
                 socket.close()
     assert held / count <= bound, f"{held / count:.0f} bytes per idle session"
+
+
+async def _end_sessions(app: SockJSApp, task_group: TaskGroup, transport: str, count: int) -> None:
+    """Open ``count`` sessions, exchange a message on each, and end them: the client leaves."""
+    if transport == "xhr":
+        for _ in range(count):
+            url = session_url()
+            assert await _poll(app, url + "/xhr") == b"o\n"
+            await _poll(app, url + "/xhr_send", b'["hi"]')
+            assert await _poll(app, url + "/xhr") == b'a["hi"]\n'
+        for channel in app.registry:  # the client left: each expires (here without waiting)
+            channel.expire_now()
+        await anyio.wait_all_tasks_blocked()
+        assert not len(app.registry)
+        assert app.metrics.sessions_open == 0
+        return
+    sockets = await open_sockets(task_group, app, count, raw=transport == "raw_websocket")
+    for socket in sockets:
+        socket.client_sends({"type": "websocket.receive", "text": "hi" if transport == "raw_websocket" else '["hi"]'})
+    await anyio.wait_all_tasks_blocked()
+    assert all(socket.frames[-1] in ("hi", 'a["hi"]') for socket in sockets)
+    for socket in sockets:
+        socket.close()
+    await anyio.wait_all_tasks_blocked()
+    assert app.metrics.sessions_open == 0
+
+
+@pytest.mark.parametrize("transport", ["websocket", "raw_websocket", "xhr"])
+async def test_an_ended_session_leaves_nothing_to_the_cycle_collector(transport: str) -> None:
+    """A session's objects are freed by reference counting as it ends.  Left in a reference
+    cycle, they would wait for the cycle collector, and with them the server's objects for the
+    socket they refer to: every session would make the collector run more often, and longer."""
+    app = SockJSApp(echo)
+    count = 40
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            await _end_sessions(app, task_group, transport, 2)  # first-use objects
+            gc.collect()
+            gc.disable()
+            try:
+                gc.collect()
+                await _end_sessions(app, task_group, transport, count)
+                left = gc.collect()
+            finally:
+                gc.enable()
+    assert left < count / 4, f"{left / count:.1f} objects per session left to the cycle collector"
