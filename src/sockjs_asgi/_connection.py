@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import HTTPConnection
 
@@ -35,11 +35,13 @@ class _Link(Protocol):
     @property
     def close_reason(self) -> str | None: ...
 
-    @overload
-    async def receive(self) -> str | None: ...
+    async def receive(self, end: type[Exception] = ...) -> str:
+        """The next message; ``end`` (``StopAsyncIteration`` by default) raised once closed."""
 
-    @overload
-    async def receive(self, end: type[Exception]) -> str: ...
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def __anext__(self) -> Awaitable[str]:
+        """:meth:`receive`, the same function: the link iterates over its messages itself."""
 
     @property
     def pending_size(self) -> int: ...
@@ -161,11 +163,12 @@ class Connection:
         return self._link.receive(ConnectionClosed)
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self
+        # The session iterates over its messages itself: its receive is its __anext__, so that
+        # an ``async for`` step calls no method of this object, and every idle session's await
+        # chain has no coroutine of it.
+        return self._link
 
     def __anext__(self) -> Awaitable[str]:
-        # The session's own receive, which raises StopAsyncIteration at the end: no coroutine
-        # of this object's in between, per message and in every idle session's await chain.
         return self._link.receive(StopAsyncIteration)
 
     # -- rooms ---------------------------------------------------------------------------

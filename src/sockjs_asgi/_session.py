@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -330,24 +330,18 @@ class Channel(DirectWriter):
         if self.core.close(code, reason):
             self._closed_changed()
 
-    @overload
-    async def receive(self) -> str | None: ...
-
-    @overload
-    async def receive(self, end: type[Exception]) -> str: ...
-
-    async def receive(self, end: type[Exception] | None = None) -> str | None:
-        """The next message from the client; once the session is closed and empty, ``None``,
-        or ``end`` raised if it is given (for ``async for``, with no coroutine in between).
+    async def receive(self, end: type[Exception] = StopAsyncIteration) -> str:
+        """The next message from the client; once the session is closed and empty, ``end`` is
+        raised: ``ConnectionClosed`` for ``Connection.receive``, and by default
+        ``StopAsyncIteration``, as this is also the channel's ``__anext__`` (see
+        ``Connection.__aiter__``).
 
         Send requests hand messages over (:meth:`deliver`); a websocket session's channel reads
         its socket here instead (see ``_websocket``).
         """
         while not self.incoming:
             if self.core.is_closed:
-                if end is not None:
-                    raise end("the connection is closed")
-                return None
+                raise end("the connection is closed")
             await self._incoming.wait()
         incoming = self.incoming
         assert incoming is not None
@@ -359,6 +353,11 @@ class Channel(DirectWriter):
         if self.metrics is not None:
             self.metrics.count_in(message)
         return message
+
+    def __aiter__(self) -> Channel:
+        return self
+
+    __anext__ = receive
 
     # -- the client's side ---------------------------------------------------------------
 

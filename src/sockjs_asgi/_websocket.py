@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.requests import HTTPConnection
@@ -198,13 +198,7 @@ class _SocketChannel(Channel):
         assert send is not None
         return send(message)
 
-    @overload
-    async def receive(self) -> str | None: ...
-
-    @overload
-    async def receive(self, end: type[Exception]) -> str: ...
-
-    async def receive(self, end: type[Exception] | None = None) -> str | None:
+    async def receive(self, end: type[Exception] = StopAsyncIteration) -> str:
         """The next message from the client (see ``Channel.receive``).
 
         A session has no task of its own that reads the socket: the handler's task reads it
@@ -223,9 +217,7 @@ class _SocketChannel(Channel):
                     self.incoming = None
                 break
             if core.is_closed:
-                if end is not None:
-                    raise end("the connection is closed")
-                return None
+                raise end("the connection is closed")
             if self._reading:
                 await self._incoming.wait()
                 continue
@@ -268,6 +260,8 @@ class _SocketChannel(Channel):
             metrics.messages_in += 1
             metrics.bytes_in += len(message) if message.isascii() else utf8_length(message)
         return message
+
+    __anext__ = receive
 
     async def close_broken(self) -> None:
         with contextlib.suppress(OSError):  # the client may be gone already
@@ -450,15 +444,9 @@ class RawLink(DirectWriter):
         except OSError:
             self.close_now(*SOCKET_LOST)  # the server reports the socket gone
 
-    @overload
-    async def receive(self) -> str | None: ...
-
-    @overload
-    async def receive(self, end: type[Exception]) -> str: ...
-
-    async def receive(self, end: type[Exception] | None = None) -> str | None:
-        """The next message; once the connection is closed, ``None``, or ``end`` raised if it
-        is given (see ``Channel.receive``).
+    async def receive(self, end: type[Exception] = StopAsyncIteration) -> str:
+        """The next message; once the connection is closed, ``end`` is raised (see
+        ``Channel.receive``).
 
         There is no reading task: the handler's task reads the socket here, as the SockJS
         websocket transport does.  Each message read goes straight to the handler, so nothing
@@ -488,9 +476,12 @@ class RawLink(DirectWriter):
                     metrics.messages_in += 1
                     metrics.bytes_in += len(text) if text.isascii() else utf8_length(text)
                 return text
-        if end is not None:
-            raise end("the connection is closed")
-        return None
+        raise end("the connection is closed")
+
+    def __aiter__(self) -> RawLink:
+        return self
+
+    __anext__ = receive
 
 
 async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) -> None:
