@@ -154,7 +154,9 @@ def echo_config(raw: bool) -> Callable[[Kind, bool], dict[str, Any]]:
 def broadcast_config(sessions: int, duration: float) -> Callable[[Kind, bool], dict[str, Any]]:
     # Long enough for a p99 over more than a handful of messages when a broadcast takes a second.
     size = sized({"sessions": sessions, "duration": duration}, {"sessions": sessions // 20})
-    return lambda kind, smoke: {"mode": "broadcast", **websocket(kind, "broadcast"), **size(smoke)}
+    # The receivers are the load generator's minimal websocket client ("light"): a delivery
+    # costs it about a fifth less CPU than through `ws` (see docs/benchmarks.md).
+    return lambda kind, smoke: {"mode": "broadcast", "light": True, **websocket(kind, "broadcast"), **size(smoke)}
 
 
 SCENARIOS: tuple[Scenario, ...] = (
