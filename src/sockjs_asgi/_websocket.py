@@ -206,7 +206,8 @@ class _SocketChannel(Channel):
         for a message wait for what it brings.  A close from this side ends that read when the
         client answers it (servers then report the socket closed): a read is not interrupted,
         as cancelling one costs more than the read itself.  A payload of one message, the usual
-        one, goes straight to the caller, with no queue in between.
+        one, goes straight to the caller, with no queue in between.  A handler that does not
+        read learns that the client left when a write fails, the heartbeat's at the latest.
         """
         core = self.core
         while True:
