@@ -336,3 +336,48 @@ async def test_receive_ends_when_the_server_closes_a_raw_websocket() -> None:
         assert (socket.close_code, socket.close_reason) == (4000, "bye")
         with anyio.fail_after(2):
             await loop_ended.wait()
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["websocket", "raw_websocket"])
+async def test_every_way_of_taking_messages_takes_the_next_one(raw: bool) -> None:
+    """``receive()``, ``anext(conn)``, ``async for`` over the connection and over ``aiter(conn)``
+    take from the same stream, in order; once the client is gone, the iterations end and
+    ``receive()`` raises."""
+    got: list[str] = []
+    ends: list[str] = []
+    done = anyio.Event()
+
+    async def handler(conn: Connection) -> None:
+        got.append(await conn.receive())
+        got.append(await anext(conn))
+        async for message in conn:
+            got.append(message)
+            break
+        async for message in aiter(conn):
+            got.append(message)
+            break
+        await conn.send("taken")
+        async for message in conn:
+            got.append(message)
+        try:
+            await anext(conn)
+        except StopAsyncIteration:
+            ends.append("anext")
+        try:
+            await conn.receive()
+        except ConnectionClosed:
+            ends.append("receive")
+        done.set()
+
+    path = "/websocket" if raw else session_url() + "/websocket"
+    async with serving(handler) as client, client.websocket(path) as socket:
+        if not raw:
+            assert await socket.receive_text() == "o"
+        for message in "abcde":
+            await socket.send_text(message if raw else f'["{message}"]')
+        assert await socket.receive_text() == ("taken" if raw else 'a["taken"]')
+        await socket.close()
+        with anyio.fail_after(TIMEOUT):
+            await done.wait()
+    assert got == list("abcde")
+    assert ends == ["anext", "receive"]
