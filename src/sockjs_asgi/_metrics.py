@@ -116,6 +116,11 @@ class Metrics:
         # utf8_length's ASCII shortcut, inline: this is every message's path.
         self.bytes_in += len(message) if message.isascii() else utf8_length(message)
 
+    def count_out(self, message: str) -> None:
+        """A message the handler sent."""
+        self.messages_out += 1
+        self.bytes_out += len(message) if message.isascii() else utf8_length(message)
+
     def snapshot(self) -> dict[str, int]:
         """Every counter by name."""
         values = {

@@ -285,7 +285,7 @@ class Channel(DirectWriter):
         if not self.has_writer or self._outgoing._waiters is not None or self._writer_done is not None:
             self._wake_writer()
         metrics = self.metrics
-        if metrics is not None:  # the counters, as count_in() counts a message in, inline
+        if metrics is not None:  # count_out(), inline
             metrics.messages_out += 1
             metrics.bytes_out += len(message) if message.isascii() else utf8_length(message)
 

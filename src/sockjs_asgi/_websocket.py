@@ -375,7 +375,7 @@ class RawLink(DirectWriter):
         else:
             self.push(message, message)
         metrics = self.metrics
-        if metrics is not None:  # the counters, as count_in() counts a message in, inline
+        if metrics is not None:  # count_out(), inline
             metrics.messages_out += 1
             metrics.bytes_out += len(message) if message.isascii() else utf8_length(message)
 
