@@ -14,6 +14,9 @@ fake socket's) is in both figures.
   as it comes.  The sockets hand over what is queued without waiting, as uvicorn's do.
 * ``xhr``: an ``xhr_send`` and an ``xhr`` poll, per round trip, through the benchmark's
   services; the reference is ``benchmarks/apps/bare.py``.
+* ``setup``: a SockJS websocket session opened, its ``o`` read and the socket closed by the
+  client, per session, one after the other; the reference accepts, sends ``o`` and waits for
+  the close.  What the cycle collector does for the objects a session leaves is in the count.
 
 Needs valgrind (``apt-get install valgrind``); a run takes about a minute per workload.
 """
@@ -28,7 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -168,6 +171,30 @@ async def run_broadcast(units: int, *, reference: bool) -> None:
         socket.close()
 
 
+async def bare_open(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": "o"})
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def run_setup(units: int, *, reference: bool) -> None:
+    """``units`` websocket sessions, one after the other: opened, ``o`` read, closed by the client."""
+    service = SockJSApp(listen)
+    app: Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]] = bare_open if reference else service
+    async with service.run():
+        for number in range(units):
+            socket = Socket(framed=False)  # counts every frame: the "o"
+            socket.wanted, socket.arrived = 1, anyio.Event()
+            socket.inbox.send_nowait({"type": "websocket.connect"})
+            async with anyio.create_task_group() as server:
+                server.start_soon(app, websocket_scope(f"/000/s{number}/websocket"), socket.receive, socket.send)
+                await socket.arrived.wait()
+                socket.inbox.send_nowait({"type": "websocket.disconnect", "code": 1000})
+            socket.close()
+
+
 async def http_request(app: Any, path: str, body: bytes) -> bytes:
     scope = {
         "type": "http",
@@ -222,6 +249,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[int, bool], Awaitable[None]]]] = {
     "raw-echo": ("message", lambda units, reference: run_echo(units, raw=True, reference=reference)),
     "ws-echo": ("message", lambda units, reference: run_echo(units, raw=False, reference=reference)),
     "xhr": ("round trip", lambda units, reference: run_xhr(units, reference=reference)),
+    "setup": ("session", lambda units, reference: run_setup(units, reference=reference)),
 }
 
 #: Units per workload and their size: bursts or broadcasts or round trips, and what one is worth.
@@ -230,6 +258,7 @@ UNITS = {
     "raw-echo": (20, SESSIONS * IN_FLIGHT),
     "ws-echo": (20, SESSIONS * IN_FLIGHT),
     "xhr": (300, 1),
+    "setup": (200, 1),
 }
 
 
