@@ -700,17 +700,7 @@ class SockJSApp:
         try:
             async with anyio.create_task_group() as task_group:
 
-                async def watch() -> None:
-                    try:
-                        await wait_gone()
-                    except anyio.get_cancelled_exc_class():
-                        if task_group.cancel_scope.cancel_called:
-                            # Cancelled below, as the response is finished: return rather than
-                            # end cancelled.  On asyncio, anyio holds a task that ends cancelled
-                            # in a reference cycle, and with it this request's objects and the
-                            # server's, until the cycle collector runs: one per waiting poll.
-                            return
-                        raise
+                def client_left() -> None:
                     gone()
                     # A server may report the disconnect while it is still completing our last
                     # body message (hypercorn does, as it ends the stream): cancelling that send
@@ -719,7 +709,7 @@ class SockJSApp:
                     if not writer.is_finished:
                         task_group.cancel_scope.cancel()
 
-                task_group.start_soon(watch)
+                _http.start_watcher(task_group, wait_gone, client_left)
                 await writer.start()
                 await _http.pump(
                     channel,

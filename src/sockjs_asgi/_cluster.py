@@ -51,6 +51,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import _http
 from ._broker import BrokerLink, Deliver, RecordsUnavailable
 from .protocol import frames
 from .protocol.transports import TRANSPORTS, Kind, Transport
@@ -557,12 +558,11 @@ class Cluster:
         try:
             async with anyio.create_task_group() as task_group:
 
-                async def watch() -> None:
-                    await wait_gone()
+                def gone() -> None:
                     abort()
                     task_group.cancel_scope.cancel()
 
-                task_group.start_soon(watch)
+                _http.start_watcher(task_group, wait_gone, gone)
                 await writer.start()
                 async for answer in answers:
                     if answer is LEAVING:

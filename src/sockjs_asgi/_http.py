@@ -8,6 +8,7 @@ wrapper, and stop after a close frame or once the response limit is reached.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -19,6 +20,9 @@ from .protocol.http import NOT_FOUND
 from .protocol.session import SessionState
 from .protocol.transports import Kind, Transport, htmlfile_prelude
 
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
 __all__ = [
     "FrameWriter",
     "RawHeaders",
@@ -27,6 +31,7 @@ __all__ = [
     "read_body",
     "respond",
     "respond_encoded",
+    "start_watcher",
     "watch_disconnect",
 ]
 
@@ -181,6 +186,28 @@ async def watch_disconnect(receive: Receive) -> None:
     """Return when the client disconnects (the request body, if any, is discarded)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def start_watcher(task_group: TaskGroup, wait_gone: Callable[[], Awaitable[None]], gone: Callable[[], None]) -> None:
+    """Call ``gone()`` when ``wait_gone()`` returns (the client left), from a task of
+    ``task_group``, which its owner cancels once the response is over.
+
+    Cancelled so, the task returns rather than ending cancelled: on asyncio, anyio holds a task
+    that ends cancelled in a reference cycle (its done-callback keeps the ``CancelledError``,
+    whose traceback keeps that callback's frame), and with it the request's objects and the
+    server's, until the cycle collector runs.  Any other cancellation goes on.
+    """
+
+    async def watch() -> None:
+        try:
+            await wait_gone()
+        except anyio.get_cancelled_exc_class():
+            if task_group.cancel_scope.cancel_called:
+                return
+            raise
+        gone()
+
+    task_group.start_soon(watch)
 
 
 class FrameWriter:

@@ -4,10 +4,12 @@ over a real redis-server in ``tests/cluster/test_redis_relay.py``."""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+import anyio
 import pytest
 
 from sockjs_asgi import Broker, MemoryBroker, Metrics
@@ -112,3 +114,36 @@ async def test_cost_nothing_on_the_owner_and_a_bounded_number_of_operations_when
         assert await svc.post(1, "/000/c1/xhr") == (200, 'a["r0","r1","r2","r3","r4"]\n')
         assert request_cost(relay.counts) == {"publish": 1}
         assert request_cost(owner.counts) == {"publish": 2}
+
+
+async def test_relayed_waiting_polls_leave_nothing_to_the_cycle_collector() -> None:
+    """A poll relayed to the owner that waits for its frame is watched for a disconnect on both
+    instances; neither watcher may leave a reference cycle behind (see ``start_watcher``)."""
+    shared = MemoryBroker()
+    async with cluster_scenarios.service(lambda: shared, count=2) as svc:
+        assert await svc.post(0, "/000/g1/xhr") == (200, "o\n")
+
+        async def round_trip(number: int) -> None:
+            answers: list[tuple[int, str]] = []
+
+            async def poll() -> None:
+                answers.append(await svc.post(1, "/000/g1/xhr"))
+
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(poll)
+                await anyio.wait_all_tasks_blocked()  # the poll waits, relayed
+                assert (await svc.post(0, "/000/g1/xhr_send", f'["{number}"]'.encode()))[0] == 204
+            assert answers == [(200, f'a["{number}"]\n')]
+
+        await round_trip(0)  # first-use objects
+        count = 20
+        gc.collect()
+        gc.disable()
+        try:
+            gc.collect()
+            for number in range(1, count + 1):
+                await round_trip(number)
+            left = gc.collect()
+        finally:
+            gc.enable()
+    assert left < count / 4, f"{left / count:.1f} objects per poll left to the cycle collector"
