@@ -407,8 +407,7 @@ class SockJSApp:
     # -- static endpoints ----------------------------------------------------------------
 
     def _cors(self, request: HTTPConnection) -> wire.Headers:
-        scope = request.scope
-        return wire.cors_headers(_header(scope, b"origin"), _header(scope, b"access-control-request-headers"))
+        return wire.cors_headers(*_cors_fields(request.scope))
 
     async def _serve_info(self, scope: Scope, send: Send) -> None:
         request = HTTPConnection(scope)
@@ -466,9 +465,8 @@ class SockJSApp:
         that set a cookie or echo the requested headers are built each time, and so are those of
         origins past the first :data:`HEADER_CACHE_SIZE` (``Origin`` is whatever clients send).
         """
-        scope = request.scope
-        origin = _header(scope, b"origin")
-        cacheable = not self.options.cookie_needed and _header(scope, b"access-control-request-headers") is None
+        origin, requested = _cors_fields(request.scope)
+        cacheable = not self.options.cookie_needed and requested is None
         key = (transport.name, origin if transport.has_cors else None)
         if cacheable:
             cached = self._response_header_cache.get(key)
@@ -540,11 +538,15 @@ class SockJSApp:
                 await send(start)
                 await send(body_message)
                 return
-        if channel is None or not self._same_client(channel, request):
+        if channel is None or (self.options.verify_ip and not self._same_client(channel, request)):
             await _http.not_found(send)
             return
         if not channel.deliver_now(messages):
             await channel.deliver(messages)
+        if transport.name == "xhr_send":  # _sent(), inline: every message from a polling client
+            await send({"type": "http.response.start", "status": 204, "headers": encoded.copy()})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         start, body_message = _sent(transport, encoded)
         await send(start)
         await send(body_message)
@@ -579,7 +581,7 @@ class SockJSApp:
             await cluster.wait_claimed(session_id)
             channel = self.registry.get(session_id)
         host_here = False
-        if channel is not None and not self._same_client(channel, request):
+        if channel is not None and self.options.verify_ip and not self._same_client(channel, request):
             await writer.refuse(OTHER_ADDRESS)
             return
         if channel is None:
@@ -648,10 +650,9 @@ class SockJSApp:
     async def _attach(self, channel: Channel, writer: Writer, wait_gone: Callable[[], Awaitable[None]]) -> None:
         """Attach a receiver and pump the session's frames into ``writer`` until it is finished
         or ``wait_gone`` returns (the client left)."""
-        if self._cluster.active:
+        refused = channel.attach()
+        if refused is not None and self._cluster.active:  # perhaps a remote receiver, leaving
             refused = await channel.attach_within(REMOTE_RECEIVER_GRACE)
-        else:  # one process: no remote receiver to wait for, and no coroutine to build
-            refused = channel.attach()
         if refused is not None:
             await writer.refuse(refused)
             return
@@ -824,6 +825,19 @@ def _content_length(request: HTTPConnection) -> int | None:
     """The request's Content-Length, if it has a valid one."""
     value = _header(request.scope, b"content-length") or ""
     return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _cors_fields(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's first ``Origin`` and ``Access-Control-Request-Headers``, as :func:`_header`
+    reads each, in one pass: every session request reads both."""
+    origin = requested = None
+    for key, value in scope["headers"]:
+        if key == b"origin":
+            if origin is None:
+                origin = value.decode("latin-1")
+        elif key == b"access-control-request-headers" and requested is None:
+            requested = value.decode("latin-1")
+    return origin, requested
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -254,7 +254,11 @@ class FrameWriter:
         if not self.is_streaming:
             if self.prelude:
                 body = self.prelude.encode() + body
-            await respond_encoded(self._send, 200, self._headers, body)
+            # respond_encoded(), inline: every poll's answer.
+            headers = self._headers.copy()
+            headers.append((b"content-length", b"%d" % len(body)))
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
             return True
         await self._send({"type": "http.response.body", "body": body, "more_body": True})
         if self.is_finished:

@@ -69,6 +69,8 @@ class Options:
     cookie_samesite: str | None
     max_sessions: int | None
     transports: dict[str, Transport] = field(init=False, repr=False, compare=False)
+    #: Whether the websocket transport (and the raw endpoint) are enabled.
+    has_websocket: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.sockjs_url, str) or not self.sockjs_url.startswith(("/", "http")):
@@ -106,11 +108,8 @@ class Options:
         except ValueError as exc:
             raise ValueError(f"disabled_transports: {exc}") from None
         object.__setattr__(self, "transports", transports)
-
-    @property
-    def has_websocket(self) -> bool:
-        """Whether the websocket transport (and the raw endpoint) are enabled."""
-        return "websocket" in self.transports
+        # An attribute rather than a property: every request reads it.
+        object.__setattr__(self, "has_websocket", "websocket" in transports)
 
     @property
     def receiver_names(self) -> list[str]:

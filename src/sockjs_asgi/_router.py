@@ -39,11 +39,13 @@ class SockJSRouter:
         root = scope.get("root_path", "")
         path: str = scope["path"]
         local = path[len(root) :] if root and path.startswith(root) else path
-        found = self._match(local)
-        if found is None:
+        for entry in self._prefixes:  # longest first
+            if local.startswith(entry[1]) or local == entry[0]:
+                break
+        else:
             await self._unrouted(scope, receive, send)
             return
-        prefix, _below, service = found
+        prefix, _below, service = entry
         # The service's root_path and path, set in the scope itself rather than in a copy, as
         # Starlette's Mount does: a websocket session holds its scope for its whole life.  They
         # stay set after the call, since a session's handler may outlive the request that
@@ -56,13 +58,6 @@ class SockJSRouter:
             await _websocket.serve_session(service, scope, receive, send)
         else:
             await service(scope, receive, send)
-
-    def _match(self, local: str) -> tuple[str, str, SockJSApp] | None:
-        for entry in self._prefixes:
-            prefix, below, _service = entry
-            if local.startswith(below) or local == prefix:
-                return entry  # no new tuple: a websocket session's call holds what this returns
-        return None
 
     async def _unrouted(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is not None:
