@@ -226,11 +226,12 @@ class FrameWriter:
     """
 
     def __init__(self, send: Send, transport: Transport, callback: str, headers: RawHeaders, *, limit: int) -> None:
-        self._send = send
+        #: The response's ``send``.
+        self.send = send
         self._transport = transport
         self._callback = callback
         self._headers = headers
-        self._limit = limit if transport.kind is Kind.STREAMING else 1
+        self._limit = limit  # a streaming response's; a poll answers one frame
         self._sent = 0
         self.is_streaming = transport.kind is Kind.STREAMING
         self.prelude = htmlfile_prelude(callback) if transport.name == "htmlfile" else transport.prelude
@@ -240,30 +241,43 @@ class FrameWriter:
 
     async def start(self) -> None:
         if self.is_streaming:
-            await start_stream(self._send, self._headers)
+            await start_stream(self.send, self._headers)
             if self.prelude:
-                await self._send({"type": "http.response.body", "body": self.prelude.encode(), "more_body": True})
+                await self.send({"type": "http.response.body", "body": self.prelude.encode(), "more_body": True})
 
     async def write(self, frame: str) -> bool:
         """Write one frame; returns whether it was the last one of the response."""
+        if not self.is_streaming:
+            start, last = self.answer(frame)
+            await self.send(start)
+            await self.send(last)
+            return True
         body = self._transport.wrap(frame, self._callback).encode()
         self._sent += len(body)
         self.is_finished = frames.is_close(frame) or self._sent >= self._limit
         if self.is_finished and self.before_last is not None:
             self.before_last()
-        if not self.is_streaming:
-            if self.prelude:
-                body = self.prelude.encode() + body
-            # respond_encoded(), inline: every poll's answer.
-            headers = self._headers.copy()
-            headers.append((b"content-length", b"%d" % len(body)))
-            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-            await self._send({"type": "http.response.body", "body": body, "more_body": False})
-            return True
-        await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
         if self.is_finished:
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         return self.is_finished
+
+    def answer(self, frame: str) -> tuple[Message, Message]:
+        """A polling response's answer, ``frame``, as the two ASGI messages to send (in that
+        order, with :attr:`send`): the caller needs no coroutine of this writer's."""
+        body = self._transport.wrap(frame, self._callback).encode()
+        if self.prelude:
+            body = self.prelude.encode() + body
+        self.is_finished = True
+        if self.before_last is not None:
+            self.before_last()
+        # respond_encoded()'s messages, inline: every poll's answer.
+        headers = self._headers.copy()
+        headers.append((b"content-length", b"%d" % len(body)))
+        return (
+            {"type": "http.response.start", "status": 200, "headers": headers},
+            {"type": "http.response.body", "body": body, "more_body": False},
+        )
 
     async def refuse(self, frame: str) -> None:
         """Answer with ``frame`` alone (2010, or a close frame) without attaching."""
@@ -279,7 +293,7 @@ class FrameWriter:
             await self.write(frames.HEARTBEAT)
             return
         self.is_finished = True
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class Heartbeats:
