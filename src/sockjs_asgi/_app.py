@@ -237,7 +237,7 @@ class SockJSApp:
             await self._relay.catch_up()
         if to is None:
             self._relay.publish(message, room)
-        targets = self.hub.room(room) if room is not None else self.hub.connections if to is None else to
+        targets = self.hub.members(room) if to is None else to
         return await deliver(message, targets, exclude)
 
     # -- lifespan ------------------------------------------------------------------------

@@ -315,8 +315,7 @@ class BroadcastRelay:
             arrived.set()
 
     def _targets(self, room: str | None) -> Collection[Connection]:
-        hub = self._hub
-        return hub.room(room) if room is not None else hub.connections
+        return self._hub.members(room)
 
     async def catch_up(self) -> None:
         """Deliver, in this task, every broadcast of the other instances that has arrived.

@@ -14,6 +14,7 @@ from .protocol.session import CloseReason
 
 if TYPE_CHECKING:
     from ._app import SockJSApp
+    from ._metrics import Metrics
 
 __all__ = ["Connection"]
 
@@ -56,6 +57,8 @@ class _Link(Protocol):
 
     is_writing: bool
     is_parked: bool
+    #: The service's counters, which broadcasts add their deliveries to.
+    metrics: Metrics | None
 
     def claim(self, now: float) -> Send | None: ...
 

@@ -193,6 +193,49 @@ async def test_a_broadcast_counts_each_receiver_in_its_own_service() -> None:
                 socket.close()
 
 
+@contextmanager
+def counting_connection_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The attributes read from any Connection object in the block."""
+    reads: list[str] = []
+    original = Connection.__getattribute__
+
+    def counted(self: Connection, name: str) -> Any:
+        reads.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(Connection, "__getattribute__", counted)
+    yield reads
+    monkeypatch.setattr(Connection, "__getattribute__", original)
+
+
+@pytest.mark.parametrize("room", [None, "lobby"], ids=["everyone", "room"])
+async def test_a_broadcast_to_a_service_s_connections_reads_no_connection_object(
+    monkeypatch: pytest.MonkeyPatch, room: str | None
+) -> None:
+    """With thousands of receivers, each connection object a broadcast reads is memory out of
+    the CPU's caches: the service keeps each one's link beside it, and the walk reads those."""
+
+    async def join_then_listen(conn: Connection) -> None:
+        conn.join("lobby")
+        await listen(conn)
+
+    app = SockJSApp(join_then_listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 5) + await open_sockets(task_group, app, 5, raw=True)
+            with counting_connection_reads(monkeypatch) as reads:
+                assert await app.broadcast("hi", room=room) == 10
+            assert reads == []
+            # Given the connections themselves, it reads each one's link.
+            with counting_connection_reads(monkeypatch) as reads:
+                assert await app.broadcast("ho", to=app.connections) == 10
+            assert reads.count("_link") == 10
+            assert all(socket.frames[-2:] in (['a["hi"]', 'a["ho"]'], ["hi", "ho"]) for socket in sockets)
+            assert (app.metrics.messages_out, app.metrics.bytes_out) == (20, 40)
+            for socket in sockets:
+                socket.close()
+
+
 async def test_a_slow_websocket_does_not_delay_the_others() -> None:
     app = SockJSApp(listen)
     with anyio.fail_after(TIMEOUT):
