@@ -91,7 +91,6 @@ class Connection:
         #: ``await conn.app.broadcast(...)``, no global needed.
         self.app = app
         self._hub = app.hub
-        self._metrics = app.metrics  # for broadcasts, which count their deliveries themselves
         self._number = next(_ids)
         # The request that opened the connection, or its scope until it is first asked for.
         self._request = request

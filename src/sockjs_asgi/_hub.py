@@ -98,16 +98,23 @@ def push(message: str, targets: Iterable[Connection], exclude: Connection | None
     encoded = encode_string(message)
     size = utf8_length(message)
     count = 0
-    for conn in list(targets):
-        link = conn._link
+    conns, links = _links(targets)
+    for conn, link in zip(conns, links):  # noqa: B905 (one length)
         if conn is exclude or link.is_closed or _overflowing(link):
             continue
         count += 1
-        metrics = conn._metrics
-        metrics.messages_out += 1
-        metrics.bytes_out += size
+        metrics = link.metrics
+        if metrics is not None:
+            metrics.messages_out += 1
+            metrics.bytes_out += size
         link.push(message, encoded)
     return count
+
+
+def _links(targets: Iterable[Connection]) -> tuple[list[Connection], list[_Link]]:
+    """``targets`` and their links, read from the connections only if no :class:`Links` has them."""
+    conns = list(targets)
+    return conns, list(targets.values()) if type(targets) is Links else [conn._link for conn in conns]
 
 
 async def deliver(message: str, targets: Iterable[Connection], exclude: Connection | None = None) -> int:
@@ -137,9 +144,7 @@ def hand_out(
     the server refused, after every other receiver got the message.
     """
     encoded = encode_string(message)
-    conns = list(targets)
-    links = list(targets.values()) if type(targets) is Links else [conn._link for conn in conns]
-    walk = _Walk(message, encoded, conns, links, exclude)
+    walk = _Walk(message, encoded, *_links(targets), exclude)
     blocked = start(walk.write())
     if blocked is not None:
         walk.queue_the_rest()
@@ -240,18 +245,19 @@ class _Walk:
 
     def queue_the_rest(self) -> None:
         """The walk waits for a full socket: queue the message for every receiver after it."""
-        link = self.targets[self.at]._link
-        link.is_parked = False  # its writer writes what is queued meanwhile, after this write
+        at = self.at
+        self.links[at].is_parked = False  # its writer writes what is queued meanwhile, after this write
         self.stopped = True
         message, encoded, exclude = self.message, self.encoded, self.exclude
         size = utf8_length(message)
-        for conn in self.targets[self.at + 1 :]:
-            link = conn._link
+        for conn, link in zip(self.targets[at + 1 :], self.links[at + 1 :]):  # noqa: B905 (one length)
             if conn is exclude or link.is_closed or _overflowing(link):
                 continue
             self.count += 1
-            conn._metrics.messages_out += 1
-            conn._metrics.bytes_out += size
+            metrics = link.metrics
+            if metrics is not None:
+                metrics.messages_out += 1
+                metrics.bytes_out += size
             link.push(message, encoded)
 
 
