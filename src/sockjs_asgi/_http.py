@@ -30,7 +30,6 @@ __all__ = [
     "pump",
     "read_body",
     "respond",
-    "respond_encoded",
     "start_watcher",
     "watch_disconnect",
 ]
@@ -86,15 +85,8 @@ def encoded_response(status: int, headers: RawHeaders, body: bytes = b"") -> tup
     return start_message(status, all_headers), body_message(body)
 
 
-async def respond_encoded(send: Send, status: int, headers: RawHeaders, body: bytes = b"") -> None:
-    """Send a whole response: see :func:`encoded_response`."""
-    start, last = encoded_response(status, headers, body)
-    await send(start)
-    await send(last)
-
-
 async def start_stream(send: Send, headers: RawHeaders) -> None:
-    """Start a streaming response (chunked on HTTP/1.1); ``headers`` as for :func:`respond_encoded`."""
+    """Start a streaming response (chunked on HTTP/1.1); ``headers`` as for :func:`encoded_response`."""
     await send({"type": "http.response.start", "status": 200, "headers": headers.copy()})
 
 
@@ -271,7 +263,7 @@ class FrameWriter:
         self.is_finished = True
         if self.before_last is not None:
             self.before_last()
-        # respond_encoded()'s messages, inline: every poll's answer.
+        # encoded_response(), inline: every poll's answer.
         headers = self._headers.copy()
         headers.append((b"content-length", b"%d" % len(body)))
         return (
