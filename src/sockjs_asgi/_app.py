@@ -543,10 +543,6 @@ class SockJSApp:
             return
         if not channel.deliver_now(messages):
             await channel.deliver(messages)
-        if transport.name == "xhr_send":  # _sent(), inline: every message from a polling client
-            await send({"type": "http.response.start", "status": 204, "headers": encoded.copy()})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
         start, body_message = _sent(transport, encoded)
         await send(start)
         await send(body_message)
@@ -744,8 +740,7 @@ class SockJSApp:
         )
 
     def _same_client(self, channel: Channel, request: HTTPConnection) -> bool:
-        if not self.options.verify_ip:  # the common case: no need to build the client's address
-            return True
+        # Its callers skip it unless verify_ip is set: the common case builds no client address.
         return self._same_host(channel, request.client.host if request.client else None)
 
     def _same_host(self, channel: Channel, host: str | None) -> bool:

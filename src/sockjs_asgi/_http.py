@@ -63,15 +63,6 @@ async def respond(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def start_message(status: int, headers: RawHeaders) -> Message:
-    return {"type": "http.response.start", "status": status, "headers": headers}
-
-
-def body_message(body: bytes) -> Message:
-    """The last (or only) body message of a response."""
-    return {"type": "http.response.body", "body": body, "more_body": False}
-
-
 def encoded_response(status: int, headers: RawHeaders, body: bytes = b"") -> tuple[Message, Message]:
     """The two ASGI messages of a whole response whose headers (Content-Type included) are
     encoded already, for a caller that sends them itself (no coroutine of its own).
@@ -82,7 +73,10 @@ def encoded_response(status: int, headers: RawHeaders, body: bytes = b"") -> tup
     all_headers = headers.copy()
     if status != 204 and status != 304:
         all_headers.append((b"content-length", b"%d" % len(body)))
-    return start_message(status, all_headers), body_message(body)
+    return (
+        {"type": "http.response.start", "status": status, "headers": all_headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
 
 
 async def start_stream(send: Send, headers: RawHeaders) -> None:
@@ -263,13 +257,7 @@ class FrameWriter:
         self.is_finished = True
         if self.before_last is not None:
             self.before_last()
-        # encoded_response(), inline: every poll's answer.
-        headers = self._headers.copy()
-        headers.append((b"content-length", b"%d" % len(body)))
-        return (
-            {"type": "http.response.start", "status": 200, "headers": headers},
-            {"type": "http.response.body", "body": body, "more_body": False},
-        )
+        return encoded_response(200, self._headers, body)
 
     async def refuse(self, frame: str) -> None:
         """Answer with ``frame`` alone (2010, or a close frame) without attaching."""
