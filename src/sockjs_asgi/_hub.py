@@ -32,9 +32,10 @@ OVERFLOW = (1013, "Too far behind")
 class Links(dict["Connection", "_Link"]):
     """Connections, each with its link (``conn._link``), in the order they came.
 
-    What a broadcast walks: with the links beside the connections, it reads each receiver's
-    link without reading the connection object itself.  With thousands of receivers, that
-    object is one more stretch of memory per receiver that is not in the CPU's caches.
+    What a broadcast walks: with the links beside the connections, it walks the links alone,
+    without touching the connection objects (not even their reference counts).  With thousands
+    of receivers, each of those is one more stretch of memory per receiver that is not in the
+    CPU's caches.
     """
 
     __slots__ = ()
@@ -98,9 +99,9 @@ def push(message: str, targets: Iterable[Connection], exclude: Connection | None
     encoded = encode_string(message)
     size = utf8_length(message)
     count = 0
-    conns, links = _links(targets)
-    for conn, link in zip(conns, links):  # noqa: B905 (one length)
-        if conn is exclude or link.is_closed or _overflowing(link):
+    skip = _link_of(exclude)
+    for link in _links(targets):
+        if link is skip or link.is_closed or _overflowing(link):
             continue
         count += 1
         metrics = link.metrics
@@ -111,10 +112,14 @@ def push(message: str, targets: Iterable[Connection], exclude: Connection | None
     return count
 
 
-def _links(targets: Iterable[Connection]) -> tuple[list[Connection], list[_Link]]:
-    """``targets`` and their links, read from the connections only if no :class:`Links` has them."""
-    conns = list(targets)
-    return conns, list(targets.values()) if type(targets) is Links else [conn._link for conn in conns]
+def _links(targets: Iterable[Connection]) -> list[_Link]:
+    """The links of ``targets``, read from the connections only if no :class:`Links` has them."""
+    return list(targets.values()) if type(targets) is Links else [conn._link for conn in targets]
+
+
+def _link_of(exclude: Connection | None) -> _Link | None:
+    """The link of the connection a broadcast skips: the walk compares links, not connections."""
+    return None if exclude is None else exclude._link
 
 
 async def deliver(message: str, targets: Iterable[Connection], exclude: Connection | None = None) -> int:
@@ -144,7 +149,7 @@ def hand_out(
     the server refused, after every other receiver got the message.
     """
     encoded = encode_string(message)
-    walk = _Walk(message, encoded, *_links(targets), exclude)
+    walk = _Walk(message, encoded, _links(targets), _link_of(exclude))
     blocked = start(walk.write())
     if blocked is not None:
         walk.queue_the_rest()
@@ -162,27 +167,25 @@ class _Walk:
     the rest of the coroutine, which ends once that one write has.
     """
 
-    __slots__ = ("at", "count", "encoded", "exclude", "failure", "links", "message", "stopped", "targets")
+    __slots__ = ("at", "count", "encoded", "failure", "links", "message", "skip", "stopped")
 
-    def __init__(
-        self, message: str, encoded: str, targets: list[Connection], links: list[_Link], exclude: Connection | None
-    ) -> None:
+    def __init__(self, message: str, encoded: str, links: list[_Link], skip: _Link | None) -> None:
         self.message = message
         self.encoded = encoded
-        self.targets = targets
-        #: The link of each of ``targets``: the walk reads these, not the connections.
+        #: The receivers' links: the walk reads these, not the connections.
         self.links = links
-        self.exclude = exclude
+        #: The link of the connection the broadcast skips (the sender, say).
+        self.skip = skip
         #: Receivers so far (closed ones and the excluded one are not).
         self.count = 0
         self.failure: Exception | None = None
-        #: The place in ``targets`` of the receiver being written to.
+        #: The place in ``links`` of the receiver being written to.
         self.at = 0
         #: The walk waited for a full socket, and queue_the_rest() did the receivers after it.
         self.stopped = False
 
     async def write(self) -> None:
-        message, encoded, exclude, targets = self.message, self.encoded, self.exclude, self.targets
+        message, encoded, skip = self.message, self.encoded, self.skip
         size = utf8_length(message)
         now = anyio.current_time()
         framed = frames.messages((encoded,))
@@ -193,9 +196,9 @@ class _Walk:
         failed = False  # a write was refused: queue for the rest
         try:
             index = -1
-            for conn, link in zip(targets, self.links):  # noqa: B905 (one length: no strict check per walk)
+            for link in self.links:
                 index += 1
-                if conn is exclude:
+                if link is skip:
                     continue
                 # An idle, open socket is claimed at once; only the others need the checks
                 # (closed, too far behind) that decide whether the message is queued.
@@ -248,10 +251,10 @@ class _Walk:
         at = self.at
         self.links[at].is_parked = False  # its writer writes what is queued meanwhile, after this write
         self.stopped = True
-        message, encoded, exclude = self.message, self.encoded, self.exclude
+        message, encoded, skip = self.message, self.encoded, self.skip
         size = utf8_length(message)
-        for conn, link in zip(self.targets[at + 1 :], self.links[at + 1 :]):  # noqa: B905 (one length)
-            if conn is exclude or link.is_closed or _overflowing(link):
+        for link in self.links[at + 1 :]:
+            if link is skip or link.is_closed or _overflowing(link):
                 continue
             self.count += 1
             metrics = link.metrics

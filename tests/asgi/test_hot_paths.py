@@ -232,6 +232,12 @@ async def test_a_broadcast_to_a_service_s_connections_reads_no_connection_object
             assert reads.count("_link") == 10
             assert all(socket.frames[-2:] in (['a["hi"]', 'a["ho"]'], ["hi", "ho"]) for socket in sockets)
             assert (app.metrics.messages_out, app.metrics.bytes_out) == (20, 40)
+            # The connection skipped is known by its link too: the walk compares links.
+            sender = next(iter(app.connections))
+            with counting_connection_reads(monkeypatch) as reads:
+                assert await app.broadcast("hu", room=room, exclude=sender) == 9
+            assert reads == ["_link"]
+            assert sum(socket.frames[-1] in ('a["hu"]', "hu") for socket in sockets) == 9
             for socket in sockets:
                 socket.close()
 
