@@ -80,11 +80,15 @@ class Hub:
         return frozenset(self._rooms.get(name, ()))
 
     def members(self, room: str | None) -> Links:
-        """Who a broadcast to ``room`` (``None``: everyone) goes to, as it walks them."""
+        """Who a broadcast to ``room`` (``None``: everyone) goes to, as it walks them.
+
+        The live mapping, not a copy: a broadcast takes the list of links it walks before it
+        writes anything, so connections that come and go meanwhile do not change its walk.
+        """
         if room is None:
             return self.connections
         members = self._rooms.get(room)
-        return Links() if members is None else Links(members)
+        return Links() if members is None else members
 
     def rooms(self) -> Iterator[str]:
         return iter(list(self._rooms))

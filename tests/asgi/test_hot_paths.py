@@ -275,6 +275,46 @@ async def test_a_slow_websocket_does_not_delay_the_others() -> None:
                 socket.close()
 
 
+async def test_a_room_s_members_may_change_while_a_broadcast_to_it_waits() -> None:
+    """A broadcast walks the room's members as they were when it started (it reads the room's
+    own mapping, not a copy): those who leave or join while it waits on a slow socket change
+    neither that walk nor the room."""
+
+    async def join_then_listen(conn: Connection) -> None:
+        conn.join("lobby")
+        await listen(conn)
+
+    app = SockJSApp(join_then_listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 4)
+            members = list(app.room("lobby"))
+            slow = sockets[1]
+            slow.fill()
+            returned = anyio.Event()
+
+            async def broadcast() -> None:
+                assert await app.broadcast("one", room="lobby") == 4
+                returned.set()
+
+            task_group.start_soon(broadcast)
+            await anyio.wait_all_tasks_blocked()
+            assert not returned.is_set()
+            for conn in members:  # all leave while it waits, and a newcomer joins
+                conn.leave("lobby")
+            newcomer = await open_sockets(task_group, app, 1)
+            assert len(app.room("lobby")) == 1
+            slow.drain()
+            await returned.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert all(messages(socket) == ["one"] for socket in sockets)
+            assert newcomer[0].frames == ["o"]
+            assert await app.broadcast("two", room="lobby") == 1
+            assert messages(newcomer[0]) == ["two"]
+            for socket in sockets + newcomer:
+                socket.close()
+
+
 def messages(socket: Socket) -> list[str]:
     """The messages of the ``a`` frames a socket got, however they were batched."""
     return [message for frame in socket.frames if frame.startswith("a") for message in json.loads(frame[1:])]
