@@ -149,6 +149,12 @@ async def listen(conn: Connection) -> None:
         pass
 
 
+async def join_then_listen(conn: Connection) -> None:
+    """A handler whose connection is in the room ``lobby``."""
+    conn.join("lobby")
+    await listen(conn)
+
+
 async def open_sockets(task_group: TaskGroup, app: SockJSApp, count: int, *, raw: bool = False) -> list[Socket]:
     sockets = [Socket() for _ in range(count)]
     for socket in sockets:
@@ -215,10 +221,6 @@ async def test_a_broadcast_to_a_service_s_connections_reads_no_connection_object
     """With thousands of receivers, each connection object a broadcast reads is memory out of
     the CPU's caches: the service keeps each one's link beside it, and the walk reads those."""
 
-    async def join_then_listen(conn: Connection) -> None:
-        conn.join("lobby")
-        await listen(conn)
-
     app = SockJSApp(join_then_listen)
     with anyio.fail_after(TIMEOUT):
         async with app.run(), anyio.create_task_group() as task_group:
@@ -279,10 +281,6 @@ async def test_a_room_s_members_may_change_while_a_broadcast_to_it_waits() -> No
     """A broadcast walks the room's members as they were when it started (it reads the room's
     own mapping, not a copy): those who leave or join while it waits on a slow socket change
     neither that walk nor the room."""
-
-    async def join_then_listen(conn: Connection) -> None:
-        conn.join("lobby")
-        await listen(conn)
 
     app = SockJSApp(join_then_listen)
     with anyio.fail_after(TIMEOUT):
