@@ -278,9 +278,9 @@ async def test_a_slow_websocket_does_not_delay_the_others() -> None:
 
 
 async def test_a_room_s_members_may_change_while_a_broadcast_to_it_waits() -> None:
-    """A broadcast walks the room's members as they were when it started (it reads the room's
-    own mapping, not a copy): those who leave or join while it waits on a slow socket change
-    neither that walk nor the room."""
+    """A broadcast to a room reaches the members it started with, although it reads the room's
+    own mapping rather than a copy: those who leave or join while it waits on a slow socket do
+    not change who gets it, and the room has them as they are now."""
 
     app = SockJSApp(join_then_listen)
     with anyio.fail_after(TIMEOUT):
