@@ -100,11 +100,15 @@ def push(message: str, targets: Iterable[Connection], exclude: Connection | None
     For callers that cannot wait; :func:`deliver` is the faster way for those that can: every
     receiver queued here wakes its own task to write.
     """
-    encoded = encode_string(message)
+    return _queue(message, encode_string(message), _links(targets), _link_of(exclude))
+
+
+def _queue(message: str, encoded: str, links: Iterable[_Link], skip: _Link | None) -> int:
+    """Queue ``message`` (``encoded`` as well) for every open link but ``skip``, counting it in
+    each one's counters; returns how many."""
     size = utf8_length(message)
     count = 0
-    skip = _link_of(exclude)
-    for link in _links(targets):
+    for link in links:
         if link is skip or link.is_closed or _overflowing(link):
             continue
         count += 1
@@ -199,9 +203,7 @@ class _Walk:
         counted = 0
         failed = False  # a write was refused: queue for the rest
         try:
-            index = -1
-            for link in self.links:
-                index += 1
+            for index, link in enumerate(self.links):
                 if link is skip:
                     continue
                 # An idle, open socket is claimed at once; only the others need the checks
@@ -255,17 +257,7 @@ class _Walk:
         at = self.at
         self.links[at].is_parked = False  # its writer writes what is queued meanwhile, after this write
         self.stopped = True
-        message, encoded, skip = self.message, self.encoded, self.skip
-        size = utf8_length(message)
-        for link in self.links[at + 1 :]:
-            if link is skip or link.is_closed or _overflowing(link):
-                continue
-            self.count += 1
-            metrics = link.metrics
-            if metrics is not None:
-                metrics.messages_out += 1
-                metrics.bytes_out += size
-            link.push(message, encoded)
+        self.count += _queue(self.message, self.encoded, self.links[at + 1 :], self.skip)
 
 
 def _overflowing(link: _Link) -> bool:
