@@ -375,12 +375,10 @@ class SockJSApp:
             assert found.transport is not None and found.session_id is not None
             await self._serve_session(found.transport, found.session_id, scope, receive, send)
 
-    def _is_websocket_session(self, scope: Scope) -> bool:
-        """Whether ``scope``, a websocket request, opens a SockJS websocket session."""
+    def _route(self, scope: Scope) -> wire.Route | None:
+        """Where a request goes: its route below the service prefix, or ``None`` (404)."""
         options = self.options
-        return _is_websocket_session(
-            wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
-        )
+        return wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
 
     # -- origins and limits ----------------------------------------------------------------
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import _websocket
-from ._app import SockJSApp, run_all
+from ._app import SockJSApp, _is_websocket_session, run_all
 from ._http import not_found
 from ._types import AnyASGIApp, Message, Receive, Scope, Send
+from .protocol.http import Endpoint
 
 __all__ = ["SockJSRouter"]
 
@@ -52,10 +53,16 @@ class SockJSRouter:
         # opened it and still read its request's URL.
         scope["root_path"] = root + prefix
         scope["path"] = root + local  # ASGI: path keeps root_path
-        if scope["type"] == "websocket" and service._is_websocket_session(scope):
+        if scope["type"] == "websocket":
             # Straight to the session, past the service's dispatch: one coroutine fewer in
-            # what every open websocket session holds.
-            await _websocket.serve_session(service, scope, receive, send)
+            # what every open websocket holds.
+            found = service._route(scope)
+            if _is_websocket_session(found):
+                await _websocket.serve_session(service, scope, receive, send)
+            elif found is not None and found.endpoint is Endpoint.RAW_WEBSOCKET:
+                await _websocket.serve_raw(service, scope, receive, send)
+            else:
+                await service(scope, receive, send)
         else:
             await service(scope, receive, send)
 

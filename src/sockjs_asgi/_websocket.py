@@ -309,9 +309,13 @@ class RawLink(DirectWriter):
 
     The handler's task reads the socket in :meth:`receive`; that wait ends when the socket
     closes (for a close from this side, when the client answers it).  :meth:`write` empties
-    the outgoing queue, so that a broadcast can add to it without waiting; while it waits with
-    nothing to write, senders write to the socket themselves (see
+    the outgoing queue, so that a broadcast can add to it without waiting; while nothing is
+    queued, senders write to the socket themselves (see
     :meth:`DirectWriter.claim <sockjs_asgi._session.DirectWriter.claim>`).
+
+    With :attr:`task_group` set (``run()``'s), a writer runs only while there is something to
+    write, as for a SockJS websocket: an idle raw socket then holds no task but its handler's.
+    Without it, :meth:`write` runs for the socket's whole life.
     """
 
     __slots__ = (
@@ -322,11 +326,14 @@ class RawLink(DirectWriter):
         "_send",
         "_socket_closed",
         "_taken",
+        "_writer_done",
         "close_code",
         "close_reason",
+        "has_writer",
         "max_pending_size",
         "metrics",
         "pending_size",
+        "task_group",
     )
 
     def __init__(self, receive: Receive, send: Send, *, max_pending_size: int, metrics: Metrics | None = None) -> None:
@@ -346,6 +353,12 @@ class RawLink(DirectWriter):
         self._taken = Wakeup()  # incoming messages for the handler, or closed
         self._room = Wakeup()  # a queue shrank, or closed
         self._socket_closed = False
+        #: Where a writer starts when there is something to write; ``None``: :meth:`write`
+        #: runs for the socket's whole life.
+        self.task_group: TaskGroup | None = None
+        #: Such a writer is running (or starting).
+        self.has_writer = False
+        self._writer_done: Wakeup | None = None  # made when first waited for
 
     @property
     def is_closed(self) -> bool:
@@ -368,7 +381,9 @@ class RawLink(DirectWriter):
                 self._write_done()
                 raise
             else:
-                if self._pending:  # the write waited for a full socket: a broadcast queued meanwhile
+                # The write waited for a full socket: a broadcast may have queued meanwhile, or
+                # the connection closed, and the writer has the rest to write.
+                if self._pending or self.close_code is not None:
                     self._write_done()
                 else:
                     self.is_writing = False
@@ -386,7 +401,7 @@ class RawLink(DirectWriter):
         else:
             self._pending.append(message)
         self.pending_size += len(message)
-        self._outgoing.fire()
+        self._wake_writer()
 
     framed = False
 
@@ -399,7 +414,45 @@ class RawLink(DirectWriter):
 
     def _socket_lost(self) -> None:
         self.is_writing = False
+        self._socket_closed = True  # nothing more can be written, the close included
         self.close_now(*SOCKET_LOST)
+
+    def _wake_writer(self) -> None:
+        """Something may need writing: wake the writer, or, when writers run on demand, start
+        one if none runs and there is something to write (queued messages, or the close)."""
+        if self._outgoing._waiters is not None:  # fire(), inline when nobody waits
+            self._outgoing.fire()
+        if self._writer_done is not None:
+            self._writer_done.fire()  # for wait_writers(): a write may have ended
+        task_group = self.task_group
+        if task_group is None or self.has_writer or self.is_writing:
+            return
+        if not self._socket_closed and (self._pending or self.close_code is not None):
+            self.has_writer = True
+            self.is_parked = False
+            task_group.start_soon(self._write_on_demand)
+        else:
+            self.is_parked = True  # no writer, no write: senders write themselves
+
+    async def _write_on_demand(self) -> None:
+        try:
+            await self.write(on_demand=True)
+        except Exception:  # keep run()'s task group alive; the server's error ends this socket
+            logger.exception("writing to a raw websocket failed")
+            self._socket_closed = True
+            self.close_now(*CloseReason.INTERNAL_ERROR)
+        finally:
+            self.has_writer = False
+            self.is_parked = True  # nobody writes: senders write to the socket themselves
+            if self._writer_done is not None:
+                self._writer_done.fire()
+
+    async def wait_writers(self) -> None:
+        """Wait until no writer runs and no write is under way."""
+        while self.has_writer or self.is_writing:
+            if self._writer_done is None:
+                self._writer_done = Wakeup()
+            await self._writer_done.wait()
 
     def _take(self) -> str:
         pending = self._pending
@@ -414,12 +467,13 @@ class RawLink(DirectWriter):
     def close_now(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-            self._outgoing.fire()
+            self._wake_writer()
             self._taken.fire()
             self._room.fire()
 
-    async def write(self) -> None:
-        """Write queued messages until the connection closes, then close the socket."""
+    async def write(self, *, on_demand: bool = False) -> None:
+        """Write queued messages until the connection closes, then close the socket; or, when
+        ``on_demand``, only until nothing is queued."""
         try:
             while True:
                 if self.is_writing:  # another task is finishing a write
@@ -433,6 +487,8 @@ class RawLink(DirectWriter):
                         self.is_writing = False
                 elif self.is_closed:
                     break
+                elif on_demand:
+                    return
                 else:
                     self.is_parked = True
                     try:
@@ -442,8 +498,9 @@ class RawLink(DirectWriter):
             if not self._socket_closed:
                 self._socket_closed = True
                 await self._send({"type": "websocket.close", "code": self.close_code, "reason": self.close_reason})
-        except OSError:
-            self.close_now(*SOCKET_LOST)  # the server reports the socket gone
+        except OSError:  # the server reports the socket gone
+            self._socket_closed = True
+            self.close_now(*SOCKET_LOST)
 
     async def receive(self, end: type[Exception] = StopAsyncIteration) -> str:
         """The next message; once the connection is closed, ``end`` is raised (see
@@ -492,8 +549,34 @@ async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) 
         return
     link = RawLink(receive, send, max_pending_size=app.options.max_pending_size, metrics=app.metrics)
     try:
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(link.write)
-            await app.run_handler(link, Connection(link, request, "raw_websocket", app))
+        conn = Connection(link, request, "raw_websocket", app)
+        task_group = app._task_group
+        if task_group is None:
+            # No run(): the socket's own task group holds a writer for its whole life.
+            async with anyio.create_task_group() as own:
+                own.start_soon(link.write)
+                await app.run_handler(link, conn)
+            return
+        # With run(), a writer runs in its task group only while there is something to write
+        # (broadcasts queue, the close), so an idle socket holds no task but the handler's.
+        link.task_group = task_group
+        link.is_parked = True
+        try:
+            app._handler_starts(conn)  # run_handler, inline: one coroutine fewer per idle socket
+            try:
+                await app.handler(conn)
+            except Exception as exc:
+                app._handler_raised(link, conn, exc)
+            finally:
+                app._handler_ended(conn)
+            link.close_now(*CloseReason.GO_AWAY)
+            # The handler returned and the connection is closed: a writer writes the close.
+            # This returns only after it: the socket is the server's once the application
+            # returns.
+            await link.wait_writers()
+        except BaseException:  # cancelled: the socket is no longer ours to write to
+            link._socket_closed = True
+            link.close_now(*SOCKET_LOST)
+            raise
     finally:
         app._websocket_sessions -= 1

@@ -15,7 +15,7 @@ import math
 import sys
 import tracemalloc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class Socket:
         self.is_gone = False
         #: The server refuses the message outright (say, a bug in it).
         self.refusal: Exception | None = None
+        #: The code and reason of the ``websocket.close`` the server sent, if it did.
+        self.closed_with: tuple[int, str] | None = None
 
     @property
     def is_full(self) -> bool:
@@ -68,6 +70,8 @@ class Socket:
             await self._room.wait()
         if message["type"] == "websocket.send":
             self.frames.append(message["text"])
+        elif message["type"] == "websocket.close":
+            self.closed_with = (message.get("code", 1000), message.get("reason", ""))
 
     async def receive(self) -> Message:
         message = await self._from_client.receive()
@@ -275,6 +279,68 @@ async def test_a_slow_websocket_does_not_delay_the_others() -> None:
             assert slow.frames[-1] == 'a["four"]'
             for socket in sockets:
                 socket.close()
+
+
+@pytest.mark.parametrize("with_run", [True, False], ids=["writer-on-demand", "writer-for-life"])
+async def test_a_slow_raw_websocket_does_not_delay_the_others(with_run: bool) -> None:
+    """The same for raw websockets, whose writer (with ``run()``) runs only while something is
+    queued: the slow socket's queue is written once it drains, and then it is written directly
+    again."""
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run() if with_run else nullcontext(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 5, raw=True)
+            slow = sockets[1]
+            slow.fill()
+            returned = anyio.Event()
+
+            async def broadcast() -> None:
+                assert await app.broadcast("one") == 5
+                returned.set()
+
+            task_group.start_soon(broadcast)
+            await anyio.wait_all_tasks_blocked()
+            assert [socket.frames for socket in sockets if socket is not slow] == [["one"]] * 4
+            assert slow.frames == [] and not returned.is_set()
+            assert await app.broadcast("two") == 5
+            slow.drain()
+            await returned.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert all(socket.frames == ["one", "two"] for socket in sockets)
+            assert await app.broadcast("three") == 5
+            assert slow.frames[-1] == "three"  # written by the broadcast itself: the queue is empty
+            for socket in sockets:
+                socket.close()
+
+
+@pytest.mark.parametrize("with_run", [True, False], ids=["writer-on-demand", "writer-for-life"])
+async def test_a_raw_websocket_closed_while_a_send_waits_gets_its_close(with_run: bool) -> None:
+    """Another task closes the connection while the handler's send waits for a full socket: the
+    close goes out once that write ends."""
+    go = anyio.Event()
+    conns: list[Connection] = []
+
+    async def handler(conn: Connection) -> None:
+        conns.append(conn)
+        await go.wait()
+        await conn.send("first")
+        await listen(conn)
+
+    app = SockJSApp(handler)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run() if with_run else nullcontext(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1, raw=True)
+            socket.fill()
+            go.set()
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == []  # the handler's write waits
+            await conns[0].close(4000, "bye")
+            socket.drain()
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["first"]
+            assert socket.closed_with == (4000, "bye")
+            socket.close()
+            socket._from_client.close()  # the handler's loop ended with the close: nobody reads
 
 
 async def test_a_room_s_members_may_change_while_a_broadcast_to_it_waits() -> None:
@@ -506,10 +572,10 @@ async def test_tasks_per_idle_session_by_transport() -> None:
                 # The client's own side of a session holds one task here (``session`` above).
                 counts[transport] = await _tasks_per_session(lambda t=transport: hold(t)) - 1
             holders.cancel_scope.cancel()
-    # websocket: the ASGI task runs the handler, which reads the socket itself; with nothing
-    # to write, no writer.  raw_websocket: the same, and its writer.  HTTP: the request (pump)
-    # and its disconnect watcher; the session's handler and its expiry supervisor.
-    assert counts == {"websocket": 1, "raw_websocket": 2, "xhr": 4, "xhr_streaming": 4}
+    # websocket and raw_websocket: the ASGI task runs the handler, which reads the socket
+    # itself; with nothing to write, no writer.  HTTP: the request (pump) and its disconnect
+    # watcher; the session's handler and its expiry supervisor.
+    assert counts == {"websocket": 1, "raw_websocket": 1, "xhr": 4, "xhr_streaming": 4}
 
 
 @pytest.mark.parametrize("text", ["", "ascii only", "Grüße", "emoji 😀", "lone \ud800 surrogate", "\u2028"], ids=repr)
@@ -582,9 +648,10 @@ async def test_a_poll_answered_from_pending_frames_needs_no_task_and_wakes_no_on
 #: 3.2 KB on 3.10, whose frames are objects of their own).  Before the chain was cut and the
 #: closures went, it was 5.4 KB on 3.11; a bare websocket under uvicorn holds about 19 KiB.
 IDLE_SESSION_BYTES = 2100 if sys.version_info >= (3, 11) else 3600
-#: The same for a raw /websocket: its link, and a writer task that waits for messages (2.1-2.2
-#: KB on 3.11-3.13, 4.1-4.6 KB on 3.10; 4.1-4.2 KB on 3.11 before).
-IDLE_RAW_BYTES = 2700 if sys.version_info >= (3, 11) else 5200
+#: The same bound for a raw /websocket: its link and connection, and its handler's await chain
+#: (1.4-1.5 KB on 3.11-3.13, 2.9 KB on 3.10).  While a writer task waited for messages for the
+#: socket's whole life, it was 2.1-2.2 KB (4.1-4.6 KB on 3.10).
+IDLE_RAW_BYTES = IDLE_SESSION_BYTES
 
 
 def _bytes_in_package(snapshot: tracemalloc.Snapshot) -> int:
