@@ -219,6 +219,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         paired=False,
     ),
     Scenario(
+        "idle-raw",
+        "the same for raw /websocket connections, which have no SockJS session: the connection "
+        "object, and whatever else each holds",
+        lambda kind, smoke: {
+            "mode": "idle",
+            **websocket(kind, "echo", raw=True),
+            **({"warm": 20, "sessions": 100} if smoke else {"warm": 200, "sessions": 2000}),
+        },
+        rss_per_session,
+        paired=False,
+    ),
+    Scenario(
         "setup",
         "session setup and teardown: the websocket handshake, creating and registering a "
         "session, starting and ending its handler",
@@ -273,6 +285,14 @@ FIGURES: tuple[Figure, ...] = (
         higher_is_better=False,
         absolute=True,
         target=Target(21, on_ratio=False),
+    ),
+    Figure(
+        "idle-raw",
+        "rss",
+        "idle raw /websocket connections: RSS per connection",
+        "KiB",
+        higher_is_better=False,
+        absolute=True,
     ),
     Figure("setup", "rate", "session setup: connect, o, close", "sessions/s", target=Target(0.95)),
     Figure(
