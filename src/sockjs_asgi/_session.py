@@ -89,7 +89,7 @@ class DirectWriter:
     writer waits, and says what a lost socket means (:meth:`_socket_lost`).
     """
 
-    __slots__ = ("_outgoing", "is_parked", "is_writing")
+    __slots__ = ("_outgoing", "_writer_done", "has_writer", "is_parked", "is_writing")
 
     #: What a broadcast writes here: its SockJS frame (a session), or the message itself (a
     #: raw websocket).
@@ -101,6 +101,10 @@ class DirectWriter:
         self.is_parked = False
         #: A frame is being written, by the writer or directly; nobody else may write meanwhile.
         self.is_writing = False
+        #: A writer started on demand (for a socket whose writer runs only while it has
+        #: something to write) is running, or starting.
+        self.has_writer = False
+        self._writer_done: Wakeup | None = None  # made when first waited for
 
     def claim(self, now: float) -> Send | None:
         """The socket's ``send``, if another task may write a frame to it now: the connection
@@ -128,6 +132,20 @@ class DirectWriter:
     def _socket_lost(self) -> None:
         raise NotImplementedError
 
+    def writer_finished(self) -> None:
+        """A writer started on demand has returned."""
+        self.has_writer = False
+        self.is_parked = True  # nobody writes: senders write to the socket themselves
+        if self._writer_done is not None:
+            self._writer_done.fire()
+
+    async def wait_writers(self) -> None:
+        """Wait until no writer runs and no write is under way."""
+        while self.has_writer or self.is_writing:
+            if self._writer_done is None:
+                self._writer_done = Wakeup()
+            await self._writer_done.wait()
+
 
 class Channel(DirectWriter):
     """One live session."""
@@ -138,12 +156,10 @@ class Channel(DirectWriter):
         "_incoming",
         "_sleeps_until",
         "_timing",
-        "_writer_done",
         "client_host",
         "clock",
         "core",
         "direct",
-        "has_writer",
         "incoming",
         "last_write",
         "max_incoming_messages",
@@ -204,9 +220,6 @@ class Channel(DirectWriter):
         #: :meth:`_wake_writer` starts one with :meth:`_start_writer`; false: a pump runs for
         #: the whole session.
         self.on_demand = False
-        #: Such a writer is running (or starting).
-        self.has_writer = False
-        self._writer_done: Wakeup | None = None  # made when first waited for
 
     # -- wake-ups ------------------------------------------------------------------------
 
@@ -233,20 +246,6 @@ class Channel(DirectWriter):
         """Start a writer (a pump) for a channel whose writer runs only while it has something
         to write (:attr:`on_demand`)."""
         raise NotImplementedError
-
-    def writer_finished(self) -> None:
-        """A writer started by :meth:`_start_writer` has returned."""
-        self.has_writer = False
-        self.is_parked = True  # nobody writes: senders write to the socket themselves
-        if self._writer_done is not None:
-            self._writer_done.fire()
-
-    async def wait_writers(self) -> None:
-        """Wait until no writer runs and no write is under way."""
-        while self.has_writer or self.is_writing:
-            if self._writer_done is None:
-                self._writer_done = Wakeup()
-            await self._writer_done.wait()
 
     def _room(self) -> Wakeup:
         if self._drained is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import HTTPConnection
@@ -125,11 +125,7 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
         heartbeats, task_group = app._heartbeats, app._task_group
         if heartbeats is None or task_group is None:
             # No run(): the session's own task group holds a pump for the whole session.
-            async with anyio.create_task_group() as own:
-                own.start_soon(channel.run_pump)
-                await app.run_handler(channel, conn)
-                # The handler returned: run_handler closed the session, the pump writes the
-                # close frame and closes the socket, and the task group ends with it.
+            await _run_with_writer(app, channel, conn, channel.run_pump)
             return
         # With run(), a writer runs only while there is something to write: an idle session
         # holds no task but the handler's (which waits for the client), and broadcasts,
@@ -173,6 +169,17 @@ async def serve_session(app: SockJSApp, scope: Scope, receive: Receive, send: Se
             # objects, and the server's socket objects they hold, are freed as it ends rather
             # than left to the cycle collector.
             channel.conn = None
+
+
+async def _run_with_writer(
+    app: SockJSApp, link: Channel | RawLink, conn: Connection, writer: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
+    """Run the handler beside a writer of the socket's own, without ``run()``.  When the handler
+    returns, ``run_handler`` closes the connection; the writer writes what is left, the close
+    included, closes the socket and returns, and the task group ends with it."""
+    async with anyio.create_task_group() as own:
+        own.start_soon(writer)
+        await app.run_handler(link, conn)
 
 
 class _SocketChannel(Channel):
@@ -326,10 +333,8 @@ class RawLink(DirectWriter):
         "_send",
         "_socket_closed",
         "_taken",
-        "_writer_done",
         "close_code",
         "close_reason",
-        "has_writer",
         "max_pending_size",
         "metrics",
         "pending_size",
@@ -356,9 +361,6 @@ class RawLink(DirectWriter):
         #: Where a writer starts when there is something to write; ``None``: :meth:`write`
         #: runs for the socket's whole life.
         self.task_group: TaskGroup | None = None
-        #: Such a writer is running (or starting).
-        self.has_writer = False
-        self._writer_done: Wakeup | None = None  # made when first waited for
 
     @property
     def is_closed(self) -> bool:
@@ -442,17 +444,7 @@ class RawLink(DirectWriter):
             self._socket_closed = True
             self.close_now(*CloseReason.INTERNAL_ERROR)
         finally:
-            self.has_writer = False
-            self.is_parked = True  # nobody writes: senders write to the socket themselves
-            if self._writer_done is not None:
-                self._writer_done.fire()
-
-    async def wait_writers(self) -> None:
-        """Wait until no writer runs and no write is under way."""
-        while self.has_writer or self.is_writing:
-            if self._writer_done is None:
-                self._writer_done = Wakeup()
-            await self._writer_done.wait()
+            self.writer_finished()
 
     def _take(self) -> str:
         pending = self._pending
@@ -553,23 +545,14 @@ async def serve_raw(app: SockJSApp, scope: Scope, receive: Receive, send: Send) 
         task_group = app._task_group
         if task_group is None:
             # No run(): the socket's own task group holds a writer for its whole life.
-            async with anyio.create_task_group() as own:
-                own.start_soon(link.write)
-                await app.run_handler(link, conn)
+            await _run_with_writer(app, link, conn, link.write)
             return
         # With run(), a writer runs in its task group only while there is something to write
         # (broadcasts queue, the close), so an idle socket holds no task but the handler's.
         link.task_group = task_group
         link.is_parked = True
         try:
-            app._handler_starts(conn)  # run_handler, inline: one coroutine fewer per idle socket
-            try:
-                await app.handler(conn)
-            except Exception as exc:
-                app._handler_raised(link, conn, exc)
-            finally:
-                app._handler_ended(conn)
-            link.close_now(*CloseReason.GO_AWAY)
+            await app.run_handler(link, conn)
             # The handler returned and the connection is closed: a writer writes the close.
             # This returns only after it: the socket is the server's once the application
             # returns.
