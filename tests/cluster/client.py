@@ -158,9 +158,15 @@ class Session:
             assert socket.response is not None
             self._response_from(socket.response.headers.get("x-backend"))
             self._socket = socket
-            async for frame in socket:
-                assert isinstance(frame, str)
-                self._frame(frame)
+            try:
+                async for frame in socket:
+                    assert isinstance(frame, str)
+                    self._frame(frame)
+            except anyio.get_cancelled_exc_class():
+                # The client's close would be cancelled too and leave the socket open until
+                # the peer hangs up, which may be after the event loop is gone.
+                socket.transport.abort()
+                raise
         raise Ended("websocket closed without a close frame")
 
     def _check(self, response: httpx.Response) -> None:
