@@ -334,7 +334,7 @@ class BroadcastRelay:
         while inbox:
             room, message = inbox.popleft()
             try:
-                _count, blocked, failure = hand_out(message, self._targets(room))
+                walk, blocked = hand_out(message, self._targets(room))
                 if blocked is not None:
                     self._waiting = True
                     # What arrived meanwhile goes to the receivers' tasks, in order, as what
@@ -343,8 +343,8 @@ class BroadcastRelay:
                         room, message = inbox.popleft()
                         push(message, self._targets(room))
                     await blocked
-                if failure is not None:
-                    raise failure
+                if walk.failure is not None:
+                    raise walk.failure
             except Exception:  # one refused write must not stop the deliveries
                 logger.exception("delivering a broadcast from another instance failed")
             finally:

@@ -139,29 +139,30 @@ async def deliver(message: str, targets: Iterable[Connection], exclude: Connecti
     every receiver after it has the message queued instead, and only then does this task wait
     for that one write: one slow client never delays the others.
     """
-    count, blocked, failure = hand_out(message, targets, exclude)
+    walk, blocked = hand_out(message, targets, exclude)
     if blocked is not None:
         await blocked
-    if failure is not None:
-        raise failure
-    return count
+    if walk.failure is not None:
+        raise walk.failure
+    return walk.count
 
 
 def hand_out(
     message: str, targets: Iterable[Connection], exclude: Connection | None = None
-) -> tuple[int, Awaitable[None] | None, Exception | None]:
-    """What :func:`deliver` does before it waits: ``(count, blocked, failure)``.
+) -> tuple[_Walk, Awaitable[None] | None]:
+    """What :func:`deliver` does before it waits: ``(walk, blocked)``.
 
     ``blocked``, if not ``None``, is the one write that could not finish at once; the calling
-    task must await it next (it is the rest of a call this task started).  ``failure`` is a write
-    the server refused, after every other receiver got the message.
+    task must await it next (it is the rest of a call this task started).  Once the walk is
+    over (at once, without ``blocked``), ``walk.count`` is how many receivers it gave the message
+    to and ``walk.failure`` a write the server refused, after every other receiver got it.
     """
     encoded = encode_string(message)
-    walk = _Walk(message, encoded, _links(targets), _link_of(exclude))
+    walk = _Walk(message, encoded, _links(targets), _link_of(exclude), shared=type(targets) is Links)
     blocked = start(walk.write())
     if blocked is not None:
         walk.queue_the_rest()
-    return walk.count, blocked, walk.failure
+    return walk, blocked
 
 
 class _Walk:
@@ -173,22 +174,33 @@ class _Walk:
     coroutine waits there, ``start`` returns, and :meth:`queue_the_rest` queues the message for
     the receivers after it, so that no one waits behind a slow client; the caller then awaits
     the rest of the coroutine, which ends once that one write has.
+
+    Per receiver, the walk does as little as it can: a :class:`Links` is one service's
+    connections, which share its counters, so those are added to once per broadcast; every
+    idle receiver is given the same message (one for framed receivers, one for raw ones), as
+    a server only reads what it is given; and the walk remembers only which receiver it is
+    writing to, its iterator being where the rest begins.
     """
 
-    __slots__ = ("at", "count", "encoded", "failure", "links", "message", "skip", "stopped")
+    __slots__ = ("at", "count", "encoded", "failure", "links", "message", "rest", "shared", "skip", "stopped")
 
-    def __init__(self, message: str, encoded: str, links: list[_Link], skip: _Link | None) -> None:
+    def __init__(self, message: str, encoded: str, links: list[_Link], skip: _Link | None, *, shared: bool) -> None:
         self.message = message
         self.encoded = encoded
         #: The receivers' links: the walk reads these, not the connections.
         self.links = links
+        #: The receivers the walk has not come to yet.
+        self.rest = iter(links)
         #: The link of the connection the broadcast skips (the sender, say).
         self.skip = skip
-        #: Receivers so far (closed ones and the excluded one are not).
+        #: Whether every link has the same counters (one service's).
+        self.shared = shared
+        #: Receivers given the message (closed ones and the excluded one are not); final once
+        #: the walk is over.
         self.count = 0
         self.failure: Exception | None = None
-        #: The place in ``links`` of the receiver being written to.
-        self.at = 0
+        #: The receiver being written to.
+        self.at: _Link | None = None
         #: The walk waited for a full socket, and queue_the_rest() did the receivers after it.
         self.stopped = False
 
@@ -196,14 +208,19 @@ class _Walk:
         message, encoded, skip = self.message, self.encoded, self.skip
         size = utf8_length(message)
         now = anyio.current_time()
-        framed = frames.messages((encoded,))
+        # The messages the server is given: every idle receiver gets the same one, of its kind.
+        framed_text = frames.messages((encoded,))
+        framed = {"type": "websocket.send", "text": framed_text}
+        raw = {"type": "websocket.send", "text": message}
         count = 0
-        # The counters are added once per broadcast, for the service most receivers belong to.
-        metrics: Metrics | None = None
+        # The counters are added once per broadcast, for the service most receivers belong to
+        # (all of them, for a shared walk).
+        metrics: Metrics | None = self.links[0].metrics if self.shared and self.links else None
         counted = 0
+        shared = self.shared
         failed = False  # a write was refused: queue for the rest
         try:
-            for index, link in enumerate(self.links):
+            for link in self.rest:
                 if link is skip:
                     continue
                 # An idle, open socket is claimed at once; only the others need the checks
@@ -214,21 +231,25 @@ class _Walk:
                         continue
                     link.push(message, encoded)
                 count += 1
-                # The link's counters, the service's (the connection's own would be one more
-                # object to read per receiver).
-                if link.metrics is metrics:
-                    counted += 1
-                elif metrics is None:
-                    metrics, counted = link.metrics, 1
-                elif link.metrics is not None:
-                    link.metrics.messages_out += 1
-                    link.metrics.bytes_out += size
+                if not shared:
+                    # The link's counters, the service's (the connection's own would be one
+                    # more object to read per receiver).
+                    if link.metrics is metrics:
+                        counted += 1
+                    elif metrics is None:
+                        metrics, counted = link.metrics, 1
+                    elif link.metrics is not None:
+                        link.metrics.messages_out += 1
+                        link.metrics.bytes_out += size
                 if send is None:
                     continue
-                self.count, self.at = count, index  # should this write wait
+                self.at = link  # should this write wait
+                if link.framed:
+                    out, text = framed, framed_text
+                else:
+                    out, text = raw, message
                 try:
-                    # A message of its own per receiver: a middleware may change what it is given.
-                    await send({"type": "websocket.send", "text": framed if link.framed else message})
+                    await send(out)
                 except OSError:  # the server reports the socket gone
                     link._socket_lost()
                 except Exception as exc:
@@ -240,24 +261,29 @@ class _Walk:
                     link.release(waited=True)
                     raise
                 else:
-                    if not self.stopped:
+                    if self.stopped:  # this write waited: queue_the_rest() did the others, the loop ends
+                        link.release(waited=True)
+                    else:
                         link.is_writing = False  # release(waited=False), inline
-                        continue
-                    link.release(waited=True)
-                if self.stopped:
-                    return  # this write waited: queue_the_rest did the others meanwhile
+                if out.get("text") is not text:
+                    # Something in front of the server changed what it was given: the next
+                    # receiver gets a new one.
+                    framed = {"type": "websocket.send", "text": framed_text}
+                    raw = {"type": "websocket.send", "text": message}
         finally:
+            if shared:
+                counted = count
             if metrics is not None:
                 metrics.messages_out += counted
                 metrics.bytes_out += counted * size
-        self.count = count
+            self.count += count
 
     def queue_the_rest(self) -> None:
         """The walk waits for a full socket: queue the message for every receiver after it."""
-        at = self.at
-        self.links[at].is_parked = False  # its writer writes what is queued meanwhile, after this write
+        assert self.at is not None
+        self.at.is_parked = False  # its writer writes what is queued meanwhile, after this write
         self.stopped = True
-        self.count += _queue(self.message, self.encoded, self.links[at + 1 :], self.skip)
+        self.count += _queue(self.message, self.encoded, self.rest, self.skip)
 
 
 def _overflowing(link: _Link) -> bool:

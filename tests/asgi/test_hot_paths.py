@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,10 @@ class Socket:
         self.refusal: Exception | None = None
         #: The code and reason of the ``websocket.close`` the server sent, if it did.
         self.closed_with: tuple[int, str] | None = None
+        #: A middleware in front of the server that changes each message's text in place.
+        self.rewrite: Callable[[str], str] | None = None
+        #: The ``websocket.send`` messages the server was given, while ``None`` is not set.
+        self.given: list[Message] | None = None
 
     @property
     def is_full(self) -> bool:
@@ -69,6 +73,10 @@ class Socket:
         if self._room is not None:
             await self._room.wait()
         if message["type"] == "websocket.send":
+            if self.given is not None:
+                self.given.append(message)
+            if self.rewrite is not None:
+                message["text"] = self.rewrite(message["text"])
             self.frames.append(message["text"])
         elif message["type"] == "websocket.close":
             self.closed_with = (message.get("code", 1000), message.get("reason", ""))
@@ -199,6 +207,45 @@ async def test_a_broadcast_counts_each_receiver_in_its_own_service() -> None:
             assert await first.broadcast("héllo", to=targets) == 3
             assert (first.metrics.messages_out, first.metrics.bytes_out) == (2, 12)
             assert (second.metrics.messages_out, second.metrics.bytes_out) == (1, 6)
+            for socket in sockets:
+                socket.close()
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["websocket", "raw_websocket"])
+async def test_a_broadcast_gives_its_idle_receivers_one_message(raw: bool) -> None:
+    """Not a new ``websocket.send`` dict per receiver: the server only reads it."""
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 20, raw=raw)
+            given: list[Message] = []
+            for socket in sockets:
+                socket.given = given
+            assert await app.broadcast("hi") == 20
+            assert len(given) == 20
+            assert len({id(message) for message in given}) == 1
+            assert given[0] == {"type": "websocket.send", "text": "hi" if raw else 'a["hi"]'}
+            for socket in sockets:
+                socket.close()
+
+
+async def test_a_middleware_that_changes_a_broadcast_s_message_changes_only_its_own() -> None:
+    """Idle receivers of a broadcast are given one message between them, as the server only
+    reads it; should something in front of the server change it, the next gets a new one."""
+    app = SockJSApp(listen)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sockets = await open_sockets(task_group, app, 3) + await open_sockets(task_group, app, 3, raw=True)
+            for number, socket in enumerate(sockets):
+                if number % 2:
+                    socket.rewrite = lambda text, number=number: f"{number}:{text}"
+            for message in ("hi", "ho"):
+                assert await app.broadcast(message) == 6
+            for number, socket in enumerate(sockets):
+                raw = number >= 3
+                sent = ["hi", "ho"] if raw else ['a["hi"]', 'a["ho"]']
+                expected = [f"{number}:{text}" for text in sent] if number % 2 else sent
+                assert socket.frames[(0 if raw else 1) :] == expected
             for socket in sockets:
                 socket.close()
 
