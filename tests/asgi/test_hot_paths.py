@@ -50,7 +50,7 @@ class Socket:
         self.closed_with: tuple[int, str] | None = None
         #: A middleware in front of the server that changes each message's text in place.
         self.rewrite: Callable[[str], str] | None = None
-        #: The ``websocket.send`` messages the server was given, while ``None`` is not set.
+        #: Where to record each ``websocket.send`` message the server is given (``None``: nowhere).
         self.given: list[Message] | None = None
 
     @property
@@ -303,9 +303,10 @@ async def test_a_slow_websocket_does_not_delay_the_others() -> None:
             slow = sockets[3]
             slow.fill()
             returned = anyio.Event()
+            counts: list[int] = []
 
             async def broadcast() -> None:
-                await app.broadcast("one")
+                counts.append(await app.broadcast("one"))
                 returned.set()
 
             task_group.start_soon(broadcast)
@@ -324,6 +325,9 @@ async def test_a_slow_websocket_does_not_delay_the_others() -> None:
             # Once caught up, the slow socket is written directly again.
             assert await app.broadcast("four") == 10
             assert slow.frames[-1] == 'a["four"]'
+            # The broadcast that waited counted everyone, before the full socket and after it.
+            assert counts == [10]
+            assert app.metrics.messages_out == 40
             for socket in sockets:
                 socket.close()
 
