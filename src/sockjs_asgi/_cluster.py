@@ -81,7 +81,8 @@ REMOTE_RECEIVER_GRACE = 0.5
 GONE = (1006, "Server lost session")
 
 # Request kinds (relay -> owner) and answer kinds (owner -> relay).  RELEASE: the relaying
-# process is stopping and ended the response cleanly (the client reconnects elsewhere).
+# process is stopping and ended the response cleanly (the client reconnects elsewhere), after
+# writing as many frames as it says; the owner takes back the messages of the rest.
 SEND, RECEIVE, ABORT, RELEASE = "s", "r", "x", "y"
 ACK, UNKNOWN, REFUSED, ATTACHED, FRAME = "k", "n", "f", "a", "m"
 ANSWERS = frozenset((ACK, UNKNOWN, REFUSED, ATTACHED, FRAME))
@@ -137,23 +138,49 @@ class RemoteWriter:
     It counts bytes as the relay's :class:`~sockjs_asgi._http.FrameWriter` does (same transport,
     callback and limit), so both agree on the last frame of a response, and the owner detaches
     before that frame leaves, as for a local receiver.
+
+    It keeps the frames it published (a response's worth at most) until the relay says how
+    many it wrote: a relay that leaves (its process stops) may not have had the last ones yet,
+    and their messages go back to the session's queue for its next receiver.
     """
 
-    def __init__(self, cluster: Cluster, origin: str, rid: str, transport: Transport, callback: str, limit: int):
+    def __init__(
+        self, cluster: Cluster, channel: Channel, origin: str, rid: str, transport: Transport, callback: str, limit: int
+    ):
         self._cluster = cluster
+        self._channel = channel
         self._origin = origin
         self._rid = rid
         self._transport = transport
         self._callback = callback
         self._limit = limit if transport.kind is Kind.STREAMING else 1
         self._sent = 0
+        self._published: list[str] = []
+        self._released = False
         self.before_last: Callable[[], None] | None = None
         self.is_finished = False
 
     async def start(self) -> None:
         self._cluster.answer(self._origin, [ATTACHED, self._rid, self._cluster.instance])
 
+    def released(self, written: int | None) -> None:
+        """The relay ended the response cleanly, having written ``written`` of the frames
+        published to it (``None``: a relay that does not say, taken as all of them)."""
+        self.is_finished = True
+        self._released = True
+        if written is not None:
+            self._take_back(self._published[written:])
+        self._published = []
+
+    def _take_back(self, unwritten: list[str]) -> None:
+        messages = [message for frame in unwritten for message in frames.messages_of(frame)]
+        self._channel.core.requeue(messages)
+
     async def write(self, frame: str) -> bool:
+        if self._released:  # the relay left before this frame: its messages wait for the next receiver
+            self._take_back([frame])
+            return True
+        self._published.append(frame)
         self._sent += len(self._transport.wrap(frame, self._callback).encode())
         self.is_finished = frames.is_close(frame) or self._sent >= self._limit
         if self.is_finished and self.before_last is not None:
@@ -418,7 +445,8 @@ class Cluster:
             remote = self._remote.get((body[2], rid))
             if remote is not None:
                 if kind == RELEASE:  # the response ended cleanly: a detach, not an abort
-                    remote.writer.is_finished = True
+                    written = body[3] if len(body) > 3 and type(body[3]) is int else None
+                    remote.writer.released(written)
                 remote.gone.set()
         elif kind in (SEND, RECEIVE) and self._task_group is not None:
             if kind == SEND:
@@ -469,7 +497,7 @@ class Cluster:
         if channel is None or transport is None or not transport.is_receiver:
             self.answer(origin, [UNKNOWN, rid])
             return
-        writer = RemoteWriter(self, origin, rid, transport, str(callback), int(limit))
+        writer = RemoteWriter(self, channel, origin, rid, transport, str(callback), int(limit))
         if not self._app._same_host(channel, host):
             await writer.refuse(self._app._other_address)
             return
@@ -564,14 +592,19 @@ class Cluster:
 
                 _http.start_watcher(task_group, wait_gone, gone)
                 await writer.start()
+                written = 0  # the owner's frames written to the client
                 async for answer in answers:
                     if answer is LEAVING:
-                        self._publish(owner, [RELEASE, rid, self.instance])
+                        # How many frames were written: the owner takes back the messages of
+                        # any it published after them.
+                        self._publish(owner, [RELEASE, rid, self.instance, written])
                         aborted = True  # released, not aborted: nothing more to tell
                         await writer.end()
                         break
                     frame = frames.close(*GONE) if answer is LOST else answer[2]
-                    if await writer.write(frame) or answer is LOST:
+                    finished = await writer.write(frame)
+                    written += 1
+                    if finished or answer is LOST:
                         break
                 task_group.cancel_scope.cancel()
         except OSError:

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from starlette.requests import HTTPConnection
 
-from sockjs_asgi import Broker, Connection, SockJSApp
+from sockjs_asgi import Broker, Connection, SockJSApp, _cluster
 from sockjs_asgi.protocol.http import NOT_FOUND
 from sockjs_asgi.testing import TestClient
 
@@ -207,6 +207,49 @@ async def a_stopping_relay_ends_its_responses_and_the_session_lives_on(make_brok
             assert (await owner.request("POST", "/000/s12/xhr")).text == 'a["still"]\n'
 
 
+class HeldFrames:
+    """Stands in for a relayed receiver's queue of the owner's answers: the owner's frames stop
+    here, as if still on their way to the relaying process, and the rest goes through."""
+
+    def __init__(self, answers: Any) -> None:
+        self.answers = answers
+        self.frames: list[str] = []
+        self.arrived = anyio.Event()
+
+    def send_nowait(self, answer: Any) -> None:
+        if isinstance(answer, list) and answer[0] == _cluster.FRAME:
+            self.frames.append(answer[2])
+            self.arrived.set()
+        else:
+            self.answers.send_nowait(answer)
+
+
+async def frames_a_stopping_relay_never_got_go_to_the_next_receiver(make_broker: MakeBroker) -> None:
+    """The owner may write a frame to a relayed receiver just as the relaying process stops:
+    the relay says how many frames it wrote, and the owner's next receiver gets the rest."""
+    handler = Recorder()
+    async with AsyncExitStack() as outer:
+        owner = await outer.enter_async_context(TestClient(SockJSApp(handler, broker=make_broker())))
+        with anyio.fail_after(TIMEOUT):
+            relay_app = SockJSApp(handler, broker=make_broker())
+            async with TestClient(relay_app) as relay:
+                assert (await owner.request("POST", "/000/s13/xhr")).text == "o\n"
+                async with relay.stream("POST", "/000/s13/xhr_streaming") as stream:
+                    assert await stream.read() == XHR_STREAMING_PRELUDE
+                    assert (await owner.request("POST", "/000/s13/xhr_send", body=b'["first"]')).status == 204
+                    assert await stream.read() == b'a["first"]\n'
+                    [pending] = relay_app._cluster._pending.values()
+                    held = pending.answers = HeldFrames(pending.answers)  # type: ignore[assignment]
+                    assert (await owner.request("POST", "/000/s13/xhr_send", body=b'["late"]')).status == 204
+                    await held.arrived.wait()
+                    await relay._stop_lifespan()  # before the frame with "late" arrived
+                    assert await read_all(stream) == []
+                    assert held.frames == ['a["late"]']
+                relay.lifespan = False
+            assert (await owner.request("POST", "/000/s13/xhr")).text == 'a["late"]\n'
+            assert handler.received["s13"] == ["first", "late"]
+
+
 async def other_transports_through_another_instance(make_broker: MakeBroker) -> None:
     async with service(make_broker) as svc:
         for session in ("s5", "s5b"):
@@ -335,6 +378,7 @@ SCENARIOS = [
     a_poll_right_after_aborting_a_relayed_one_is_not_refused,
     frames_for_a_forgotten_relayed_receiver_end_it,
     a_stopping_relay_ends_its_responses_and_the_session_lives_on,
+    frames_a_stopping_relay_never_got_go_to_the_next_receiver,
     other_transports_through_another_instance,
     a_stopping_owner_closes_its_relayed_receivers,
     a_dead_owners_sessions_are_reported_closed,

@@ -8,17 +8,61 @@ import gc
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
 
 import anyio
 import pytest
 
 from sockjs_asgi import Broker, MemoryBroker, Metrics
 from sockjs_asgi._broker import BrokerLink, Deliver
+from sockjs_asgi._cluster import RemoteWriter
+from sockjs_asgi.protocol.escaping import encode_string
+from sockjs_asgi.protocol.session import Session
+from sockjs_asgi.protocol.transports import TRANSPORTS
 
 from . import cluster_scenarios
 from .cluster_scenarios import SCENARIOS
 
 pytestmark = pytest.mark.anyio
+
+
+class Answers:
+    """What a RemoteWriter publishes, in place of the cluster it belongs to."""
+
+    instance = "owner"
+
+    def __init__(self) -> None:
+        self.published: list[list[Any]] = []
+
+    def answer(self, origin: str, message: list[Any]) -> None:
+        self.published.append(message)
+
+
+async def test_a_relayed_receiver_s_writer_takes_back_what_the_relay_did_not_write() -> None:
+    core = Session(disconnect_delay=5.0, now=0.0)
+    core.attach()
+    assert core.next_frame() == "o"
+    answers = Answers()
+    channel: Any = SimpleNamespace(core=core)
+    writer = RemoteWriter(answers, channel, "relay", "r1", TRANSPORTS["xhr_streaming"], "", 4096)  # type: ignore[arg-type]
+    for text in ("one", "two", "three"):
+        core.send(encode_string(text))
+        frame = core.next_frame()
+        assert frame is not None and not await writer.write(frame)
+    writer.released(1)  # the relay wrote the first frame only
+    assert writer.is_finished
+    # A frame the owner takes after that is not published: it goes back too, in its order.
+    core.send(encode_string("four"))
+    assert core.next_frame() == 'a["two","three","four"]'
+    assert await writer.write('a["two","three","four"]')
+    assert [message[2] for message in answers.published] == ['a["one"]', 'a["two"]', 'a["three"]']
+    assert core.next_frame() == 'a["two","three","four"]'
+    # A relay that does not say how many it wrote: all of them, as before it could.
+    other = RemoteWriter(answers, channel, "relay", "r2", TRANSPORTS["xhr_streaming"], "", 4096)  # type: ignore[arg-type]
+    assert not await other.write('a["five"]')
+    other.released(None)
+    assert core.next_frame() is None
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario.__name__ for scenario in SCENARIOS])

@@ -19,6 +19,18 @@ def test_open_and_heartbeat() -> None:
     assert frames.HEARTBEAT == "h"
 
 
+@no_deadline
+@given(st.lists(pairless_text))
+def test_messages_of_a_frame_are_what_built_it(texts: list[str]) -> None:
+    encoded = [encode_string(text) for text in texts]
+    assert frames.messages_of(frames.messages(encoded)) == encoded
+
+
+@pytest.mark.parametrize("frame", ["o", "h", 'c[1000,"bye"]'])
+def test_other_frames_carry_no_messages(frame: str) -> None:
+    assert frames.messages_of(frame) == []
+
+
 @pytest.mark.parametrize(
     ("frame", "expected"),
     [

@@ -74,6 +74,23 @@ def test_queued_messages_go_out_in_one_frame() -> None:
     assert session.next_frame() is None
 
 
+def test_messages_taken_back_go_out_first_in_their_order() -> None:
+    # A receiver that took a frame but never delivered it (a relaying process left first).
+    session = open_session()
+    session.send(encode_string("a"))
+    session.send(encode_string("b"))
+    taken = session.next_frame()
+    assert taken == 'a["a","b"]'
+    session.send(encode_string("c"))
+    session.requeue(frames.messages_of(taken))
+    assert session.pending_size == len('"a""b""c"')
+    assert session.next_frame() == 'a["a","b","c"]'
+    session.requeue([])  # nothing to take back
+    assert session.pending_size == 0 and session.next_frame() is None
+    session.requeue([encode_string("d")])
+    assert session.next_frame() == 'a["d"]'
+
+
 def test_second_receiver_gets_2010() -> None:
     session = open_session()
     assert session.attach() == 'c[2010,"Another connection still open"]'

@@ -22,6 +22,7 @@ __all__ = [
     "close",
     "is_close",
     "messages",
+    "messages_of",
 ]
 
 #: The open frame, the first frame of every session.
@@ -33,6 +34,14 @@ HEARTBEAT = "h"
 def messages(encoded: Iterable[str]) -> str:
     """Build an ``a[...]`` frame from messages already passed through ``encode_string``."""
     return "a[" + ",".join(encoded) + "]"
+
+
+def messages_of(frame: str) -> list[str]:
+    """The encoded messages of an ``a[...]`` frame, as :func:`messages` was given them; none
+    for any other frame."""
+    if not frame.startswith("a"):
+        return []
+    return [encode_string(message) for message in json.loads(frame[1:])]
 
 
 @functools.lru_cache(maxsize=128)

@@ -121,6 +121,13 @@ class Session:
             self._pending.append(encoded)
         self.pending_size += len(encoded)
 
+    def requeue(self, encoded: list[str]) -> None:
+        """Put messages that a receiver took with :meth:`next_frame` but never delivered back
+        in front of what is queued, in their order, for the next receiver."""
+        if encoded:
+            self._pending = encoded + (self._pending or [])
+            self.pending_size += sum(len(message) for message in encoded)
+
     def close(self, code: int, reason: str) -> bool:
         """Close the session with ``code`` and ``reason``.
 
