@@ -21,7 +21,7 @@ from ._session import SOCKET_LOST, Channel, DirectWriter, Wakeup
 from ._types import Message, Receive, Scope, Send
 from .protocol import frames
 from .protocol.errors import ConnectionClosed, RemoteProtocolError
-from .protocol.escaping import decode_messages, utf8_length
+from .protocol.escaping import decode_messages, one_plain_message, utf8_length
 from .protocol.http import NOT_FOUND
 from .protocol.session import CloseReason
 
@@ -237,7 +237,14 @@ class _SocketChannel(Channel):
                 if self._incoming._waiters is not None:  # fire(), inline when nobody waits
                     self._incoming.fire()
             text = read.get("text")
-            if text.__class__ is not str:
+            if text.__class__ is str:
+                plain = one_plain_message(text)  # decode_messages(), inline for the usual payload
+                if plain is not None:
+                    if core.is_closed:  # core.receive(): nothing more for the handler
+                        continue
+                    message = plain.group(1)
+                    break
+            else:
                 if read["type"] == "websocket.disconnect":
                     self.is_open = False
                     self.terminate(read.get("code", 1005), read.get("reason") or "")

@@ -112,6 +112,10 @@ class Socket:
         self.client_sends({"type": "websocket.disconnect", "code": 1006})
         self._to_app.close()
 
+    def discard(self) -> None:
+        """Close what the server reads from, for a server that stopped reading before the end."""
+        self._from_client.close()
+
     def close(self) -> None:
         """The client closes the socket."""
         if self.is_gone:
@@ -549,6 +553,42 @@ async def test_an_echo_of_ten_messages_read_together_leaves_in_one_frame(monkeyp
             # socket itself.
             assert created[0] == 1
             socket.close()
+
+
+@pytest.mark.parametrize("payload", ['["late"]', '["late","later"]', '["l\\u00e4te"]'])
+async def test_messages_read_after_the_session_closed_reach_no_handler(payload: str) -> None:
+    """A read under way when another task closes the session still brings what the client sent
+    meanwhile: the handler gets none of it, whether the payload is the usual one message (taken
+    from the match) or one for the decoder, and its loop ends."""
+    got: list[str] = []
+    close_now, ended = anyio.Event(), anyio.Event()
+
+    async def handler(conn: Connection) -> None:
+        async def closer() -> None:
+            await close_now.wait()
+            await conn.close(4000, "bye")
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(closer)
+            async for message in conn:
+                got.append(message)
+        ended.set()
+
+    app = SockJSApp(handler)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1)
+            socket.client_sends({"type": "websocket.receive", "text": '["first"]'})
+            await anyio.wait_all_tasks_blocked()
+            close_now.set()  # the handler's next read is under way
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'c[4000,"bye"]']
+            socket.client_sends({"type": "websocket.receive", "text": payload})
+            await anyio.wait_all_tasks_blocked()
+            socket.close()
+            await ended.wait()
+            socket.discard()  # the session read nothing after the late payload
+    assert got == ["first"]
 
 
 async def test_a_parked_pump_sets_no_timeout_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:

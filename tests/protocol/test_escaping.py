@@ -17,6 +17,7 @@ from sockjs_asgi.protocol.escaping import (
     decode_messages,
     encode_string,
     event_stream_data,
+    one_plain_message,
     script_literal,
 )
 
@@ -342,3 +343,32 @@ def test_decode_messages_reads_one_unescaped_message_as_json_does(message: str) 
             decode_messages(raw)
     else:
         assert decode_messages(raw) == expected
+
+
+@no_deadline
+@given(any_text)
+def test_one_plain_message_is_what_decode_messages_decodes(text: str) -> None:
+    """Where the hot path takes a payload's one message from the match, it is the message the
+    decoder returns, whatever the payload; where it does not match, the decoder decides."""
+    for payload in (text, '["' + text + '"]'):
+        plain = one_plain_message(payload)
+        if plain is not None:
+            assert decode_messages(payload) == [plain.group(1)]
+
+
+@pytest.mark.parametrize(
+    ("payload", "matches"),
+    [
+        ('["hello"]', True),
+        ('[""]', True),
+        (r'["caf\u00e9"]', False),  # an escape: the decoder's
+        ('["café"]', True),
+        ('["a","b"]', False),
+        ('["a"] ', False),
+        ("[]", False),
+        ("", False),
+        ('"a"', False),
+    ],
+)
+def test_one_plain_message_matches_only_one_unescaped_message(payload: str, matches: bool) -> None:
+    assert (one_plain_message(payload) is not None) is matches

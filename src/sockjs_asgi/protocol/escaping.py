@@ -26,6 +26,7 @@ __all__ = [
     "decode_messages",
     "encode_string",
     "event_stream_data",
+    "one_plain_message",
     "script_literal",
     "utf8_length",
 ]
@@ -86,6 +87,11 @@ BROKEN_JSON = "Broken JSON encoding."
 # which JSON would have escaped or refused), whose decoding is the text between the quotes.
 _ONE_PLAIN_MESSAGE = re.compile(r'\["([^"\\\x00-\x1f]*)"\]')
 
+#: The usual payload's match, for a hot path that wants its one message without a list:
+#: ``match.group(1)`` is what :func:`decode_messages` would return as its only item, and
+#: ``None`` means "decode it with :func:`decode_messages`".
+one_plain_message = _ONE_PLAIN_MESSAGE.fullmatch
+
 
 def decode_messages(payload: str) -> list[str]:
     """Decode a client payload: a JSON array of strings.
@@ -95,7 +101,7 @@ def decode_messages(payload: str) -> list[str]:
     encoding.`` for text that is not JSON (PROTOCOL.md 5.7).  Lone surrogates are kept, as the
     protocol allows any Unicode in a message.
     """
-    plain = _ONE_PLAIN_MESSAGE.fullmatch(payload)
+    plain = one_plain_message(payload)
     if plain is not None:
         return [plain.group(1)]
     if not payload:
