@@ -492,11 +492,12 @@ function pickSenders(sockets, count) {
 // `sessions` idle websockets, in two steps so that the server's one-time costs (imports, first
 // buffers) fall before the first snapshot: `warm` sessions, a snapshot, `sessions` more, another.
 async function idle() {
-  const warm = await openMany(config.warm, config.path);
+  const open = config.light ? openLight : openSocket;
+  const warm = await openMany(config.warm, config.path, open);
   await mark('base', true);
   const cpu0 = process.cpuUsage();
   const time0 = now();
-  const more = await openMany(config.sessions, config.path);
+  const more = await openMany(config.sessions, config.path, open);
   const seconds = (now() - time0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   await mark('loaded', true);

@@ -212,6 +212,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "memory held by an open websocket session doing nothing: objects, tasks and buffers per session",
         lambda kind, smoke: {
             "mode": "idle",
+            "light": True,
             **websocket(kind, "echo"),
             **({"warm": 20, "sessions": 100} if smoke else {"warm": 200, "sessions": 2000}),
         },
@@ -224,6 +225,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "object, and whatever else each holds",
         lambda kind, smoke: {
             "mode": "idle",
+            "light": True,
             **websocket(kind, "echo", raw=True),
             **({"warm": 20, "sessions": 100} if smoke else {"warm": 200, "sessions": 2000}),
         },
