@@ -75,6 +75,24 @@ async def echo(conn: Connection) -> None:
         await conn.send(message)
 
 
+def closed_by_another_task(close_now: anyio.Event, received: list[str], ended: anyio.Event) -> Handler:
+    """A handler that puts what it receives in ``received`` while another of its tasks closes
+    the connection (4000, "bye") once ``close_now`` is set; ``ended`` is set when its loop ends."""
+
+    async def handler(conn: Connection) -> None:
+        async def closer() -> None:
+            await close_now.wait()
+            await conn.close(4000, "bye")
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(closer)
+            async for message in conn:
+                received.append(message)
+        ended.set()
+
+    return handler
+
+
 async def go_away(conn: Connection) -> None:
     """The suite's ``/close`` service: returning closes the session with 3000 "Go away!"."""
 

@@ -30,7 +30,7 @@ from sockjs_asgi import Connection, MemoryBroker, SockJSApp, _loop
 from sockjs_asgi.protocol.escaping import utf8_length
 from sockjs_asgi.testing import TestClient
 
-from .support import TIMEOUT, XHR_STREAMING_PRELUDE, Message, echo, http_scope, session_url
+from .support import TIMEOUT, XHR_STREAMING_PRELUDE, Message, closed_by_another_task, echo, http_scope, session_url
 
 pytestmark = pytest.mark.anyio
 
@@ -562,19 +562,7 @@ async def test_messages_read_after_the_session_closed_reach_no_handler(payload: 
     from the match) or one for the decoder, and its loop ends."""
     got: list[str] = []
     close_now, ended = anyio.Event(), anyio.Event()
-
-    async def handler(conn: Connection) -> None:
-        async def closer() -> None:
-            await close_now.wait()
-            await conn.close(4000, "bye")
-
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(closer)
-            async for message in conn:
-                got.append(message)
-        ended.set()
-
-    app = SockJSApp(handler)
+    app = SockJSApp(closed_by_another_task(close_now, got, ended))
     with anyio.fail_after(TIMEOUT):
         async with app.run(), anyio.create_task_group() as task_group:
             (socket,) = await open_sockets(task_group, app, 1)

@@ -8,7 +8,7 @@ import pytest
 from sockjs_asgi import Connection, ConnectionClosed
 from sockjs_asgi.testing import WebSocket
 
-from .support import GO_AWAY, TIMEOUT, Recorder, echo, go_away, serving, session_url
+from .support import GO_AWAY, TIMEOUT, Recorder, closed_by_another_task, echo, go_away, serving, session_url
 
 pytestmark = pytest.mark.anyio
 
@@ -295,17 +295,7 @@ async def test_receive_ends_when_the_server_closes_a_session_websocket() -> None
     close."""
     loop_ended = anyio.Event()
     close_now = anyio.Event()
-
-    async def handler(conn: Connection) -> None:
-        async def closer() -> None:
-            await close_now.wait()
-            await conn.close(4000, "bye")
-
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(closer)
-            async for _ in conn:
-                pass
-        loop_ended.set()
+    handler = closed_by_another_task(close_now, [], loop_ended)
 
     async with serving(handler) as client, client.websocket(session_url() + "/websocket") as socket:
         assert await socket.receive_text() == "o"
@@ -318,17 +308,7 @@ async def test_receive_ends_when_the_server_closes_a_session_websocket() -> None
 async def test_receive_ends_when_the_server_closes_a_raw_websocket() -> None:
     loop_ended = anyio.Event()
     close_now = anyio.Event()
-
-    async def handler(conn: Connection) -> None:
-        async def closer() -> None:
-            await close_now.wait()
-            await conn.close(4000, "bye")
-
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(closer)
-            async for _ in conn:
-                pass
-        loop_ended.set()
+    handler = closed_by_another_task(close_now, [], loop_ended)
 
     async with serving(handler) as client, client.websocket("/websocket") as socket:
         close_now.set()
