@@ -27,7 +27,7 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.requests import HTTPConnection
 
-from . import _http, _websocket
+from . import _http, _loop, _websocket
 from ._broker import BroadcastRelay, Broker, MemoryBroker, RecordsUnavailable
 from ._cluster import GONE, REMOTE_RECEIVER_GRACE, Cluster, RemoteWriter, Writer
 from ._connection import Connection
@@ -49,6 +49,9 @@ __all__ = ["Handler", "SockJSApp"]
 logger = logging.getLogger("sockjs_asgi")
 
 _C = TypeVar("_C", bound=Channel)
+
+# Enum members read per request, as globals (see protocol/session.py).
+_WEBSOCKET, _SEND, _RAW_WEBSOCKET = Kind.WEBSOCKET, Kind.SEND, wire.Endpoint.RAW_WEBSOCKET
 
 #: Answer to a request from another address than the session's, with ``verify_ip``.
 OTHER_ADDRESS = close_frame(2010, "Attempted to connect to session from different IP")
@@ -178,6 +181,9 @@ class SockJSApp:
         self._task_group: TaskGroup | None = None
         #: Heartbeats for parked pumps, while ``run()`` is active (else each pump times its own).
         self._heartbeats: _http.Heartbeats | None = None
+        #: The clock of run()'s loop, where the sessions live, for each new one (looking it up
+        #: costs a task look-up).
+        self._clock: Callable[[], float] | None = None
         # Created in the event loop that waits on it: an app may outlive one loop (tests run the
         # same module-level app on asyncio and then on trio).
         self._handler_returned: anyio.Event | None = None
@@ -262,6 +268,7 @@ class SockJSApp:
                 async with self._cluster.running(task_group):
                     self._task_group = task_group
                     self._heartbeats = _http.Heartbeats(self.options.heartbeat_delay)
+                    self._clock = _loop.clock()
                     task_group.start_soon(self._heartbeats.run)
                     try:
                         with on_termination(self.close_all):
@@ -269,6 +276,7 @@ class SockJSApp:
                     finally:
                         self._task_group = None
                         self._heartbeats = None
+                        self._clock = None
                         with anyio.CancelScope(shield=True):
                             self.close_all()
                             with anyio.move_on_after(shutdown_timeout):
@@ -328,7 +336,7 @@ class SockJSApp:
             # this for its whole life, and every coroutine in that chain is memory it holds.
             if _is_websocket_session(found):
                 await _websocket.serve_session(self, scope, receive, send)
-            elif found is not None and found.endpoint is wire.Endpoint.RAW_WEBSOCKET:
+            elif found is not None and found.endpoint is _RAW_WEBSOCKET:
                 await _websocket.serve_raw(self, scope, receive, send)
             else:
                 await _websocket.deny(scope, receive, send, 404)
@@ -340,7 +348,7 @@ class SockJSApp:
         transport = found.transport
         if (
             transport is not None
-            and transport.kind is not Kind.WEBSOCKET
+            and transport.kind is not _WEBSOCKET
             and method in found.methods
             and options.allowed_origins is None
         ):
@@ -348,8 +356,8 @@ class SockJSApp:
             assert found.session_id is not None
             await self._serve_session(transport, found.session_id, scope, receive, send)
             return
-        is_websocket = found.endpoint is wire.Endpoint.RAW_WEBSOCKET or (
-            found.transport is not None and found.transport.kind is Kind.WEBSOCKET
+        is_websocket = found.endpoint is _RAW_WEBSOCKET or (
+            found.transport is not None and found.transport.kind is _WEBSOCKET
         )
         if method not in found.methods:
             await _http.respond(send, 405, [("allow", ", ".join(found.methods))])
@@ -487,7 +495,7 @@ class SockJSApp:
             return
         headers, encoded = self._response_headers(transport, request)
         try:
-            if transport.kind is Kind.SEND:
+            if transport.kind is _SEND:
                 await self._serve_send(transport, session_id, request, receive, send, encoded)
             else:
                 callback = ""
@@ -735,6 +743,7 @@ class SockJSApp:
             max_pending_size=options.max_pending_size,
             max_incoming_messages=options.max_incoming_messages,
             metrics=self.metrics,
+            clock=self._clock,
         )
 
     def _same_client(self, channel: Channel, request: HTTPConnection) -> bool:
@@ -804,7 +813,7 @@ class SockJSApp:
 
 
 def _is_websocket_session(found: wire.Route | None) -> bool:
-    return found is not None and found.transport is not None and found.transport.kind is Kind.WEBSOCKET
+    return found is not None and found.transport is not None and found.transport.kind is _WEBSOCKET
 
 
 def _sent(transport: Transport, encoded: _http.RawHeaders) -> tuple[Message, Message]:

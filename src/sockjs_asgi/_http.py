@@ -36,6 +36,9 @@ __all__ = [
 
 Write = Callable[[str], Awaitable[bool]]
 
+# Enum members read per request, as globals (see protocol/session.py).
+_CLOSED, _STREAMING = SessionState.CLOSED, Kind.STREAMING
+
 #: Response headers as ASGI sends them: ``(name, value)`` byte pairs.
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -219,7 +222,7 @@ class FrameWriter:
         self._headers = headers
         self._limit = limit  # a streaming response's; a poll answers one frame
         self._sent = 0
-        self.is_streaming = transport.kind is Kind.STREAMING
+        self.is_streaming = transport.kind is _STREAMING
         self.prelude = htmlfile_prelude(callback) if transport.name == "htmlfile" else transport.prelude
         self.before_last: Callable[[], None] | None = None
         #: Whether the last frame went out: a disconnect after that is no abort.
@@ -343,7 +346,7 @@ async def pump(
     # session each write to their own response.
     shared = channel.direct is not None
     try:
-        while channel.core.state is not SessionState.CLOSED and is_attached():
+        while channel.core.state is not _CLOSED and is_attached():
             if shared and channel.is_writing:  # another task is finishing a write to the socket
                 await channel.wait_outgoing()
                 continue

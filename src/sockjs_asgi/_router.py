@@ -19,6 +19,8 @@ from .protocol.http import Endpoint
 
 __all__ = ["SockJSRouter"]
 
+_RAW_WEBSOCKET = Endpoint.RAW_WEBSOCKET  # read as a global: see protocol/session.py
+
 
 class SockJSRouter:
     """Route ``services`` (prefix to :class:`SockJSApp`) and pass the rest to ``app``."""
@@ -59,7 +61,7 @@ class SockJSRouter:
             found = service._route(scope)
             if _is_websocket_session(found):
                 await _websocket.serve_session(service, scope, receive, send)
-            elif found is not None and found.endpoint is Endpoint.RAW_WEBSOCKET:
+            elif found is not None and found.endpoint is _RAW_WEBSOCKET:
                 await _websocket.serve_raw(service, scope, receive, send)
             else:
                 await service(scope, receive, send)

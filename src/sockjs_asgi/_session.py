@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -32,6 +32,8 @@ __all__ = ["SOCKET_LOST", "Channel", "DirectWriter", "Registry", "Wakeup"]
 
 #: Why a websocket session ended when its socket failed under a write.
 SOCKET_LOST = (1006, "Socket lost")
+
+_CLOSED = SessionState.CLOSED  # read as a global: see protocol/session.py
 
 
 class Wakeup:
@@ -180,14 +182,16 @@ class Channel(DirectWriter):
         max_pending_size: int,
         max_incoming_messages: int,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.session_id = session_id
         #: The service's counters, which count the messages the handler sends and receives.
         self.metrics = metrics
         self.transport = transport
-        #: The running loop's clock (``anyio.current_time``), looked up once: a session lives
-        #: and dies in one loop, and its pump reads the clock twice per burst of frames.
-        self.clock = _loop.clock()
+        #: The running loop's clock (``anyio.current_time``), looked up once (or given, by
+        #: ``run()``): a session lives and dies in one loop, and its pump reads the clock twice
+        #: per burst of frames.
+        self.clock = clock if clock is not None else _loop.clock()
         self.core = Session(disconnect_delay=disconnect_delay, now=self.clock())
         self.max_pending_size = max_pending_size
         self.max_incoming_messages = max_incoming_messages
@@ -236,7 +240,7 @@ class Channel(DirectWriter):
         if self.has_writer or self.is_writing:
             return
         core = self.core
-        if (heartbeat or core.pending_size or core.is_closed) and core.state is not SessionState.CLOSED:
+        if (heartbeat or core.pending_size or core.is_closed) and core.state is not _CLOSED:
             self.has_writer = True
             self._start_writer()
 
@@ -408,7 +412,7 @@ class Channel(DirectWriter):
                 if self._detached is None:
                     self._detached = Wakeup()
                 await self._detached.wait()
-        if self.core.state is SessionState.CLOSED:  # expired meanwhile (the server is stopping)
+        if self.core.state is _CLOSED:  # expired meanwhile (the server is stopping)
             return frames.close(self.core.close_code or 1006, self.core.close_reason or "")
         return self.attach()
 
@@ -460,7 +464,7 @@ class Channel(DirectWriter):
         """Expire the session when the core says so; returns once it is CLOSED."""
         timing = self._timing = Wakeup()
         try:
-            while self.core.state is not SessionState.CLOSED:
+            while self.core.state is not _CLOSED:
                 deadline = self.core.next_deadline()
                 if deadline is None:
                     self._sleeps_until = math.inf
