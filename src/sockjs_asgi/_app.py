@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal, TypeVar
 
@@ -330,17 +330,16 @@ class SockJSApp:
             await self._serve_lifespan(receive, send)
             return
         options = self.options
-        found = wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
         if kind == "websocket":
             # Dispatched here rather than in a method of its own: a websocket session awaits
             # this for its whole life, and every coroutine in that chain is memory it holds.
-            if _is_websocket_session(found):
-                await _websocket.serve_session(self, scope, receive, send)
-            elif found is not None and found.endpoint is _RAW_WEBSOCKET:
-                await _websocket.serve_raw(self, scope, receive, send)
+            serve = websocket_endpoint(self._route(scope))
+            if serve is not None:
+                await serve(self, scope, receive, send)
             else:
                 await _websocket.deny(scope, receive, send, 404)
             return
+        found = wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
         if found is None:
             await _http.not_found(send)
             return
@@ -812,8 +811,19 @@ class SockJSApp:
             self._handler_returned = None
 
 
-def _is_websocket_session(found: wire.Route | None) -> bool:
-    return found is not None and found.transport is not None and found.transport.kind is _WEBSOCKET
+def websocket_endpoint(
+    found: wire.Route | None,
+) -> Callable[[SockJSApp, Scope, Receive, Send], Coroutine[Any, Any, None]] | None:
+    """What serves a websocket request routed to ``found``: the SockJS websocket transport, the
+    raw endpoint, or nothing (404).  The caller keeps the function, not the route, which would
+    otherwise live as long as the session, session id and all."""
+    if found is None:
+        return None
+    if found.transport is not None and found.transport.kind is _WEBSOCKET:
+        return _websocket.serve_session
+    if found.endpoint is _RAW_WEBSOCKET:
+        return _websocket.serve_raw
+    return None
 
 
 def _sent(transport: Transport, encoded: _http.RawHeaders) -> tuple[Message, Message]:

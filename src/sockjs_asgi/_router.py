@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from . import _websocket
-from ._app import SockJSApp, _is_websocket_session, run_all
+from ._app import SockJSApp, run_all, websocket_endpoint
 from ._http import not_found
 from ._types import AnyASGIApp, Message, Receive, Scope, Send
-from .protocol.http import Endpoint
 
 __all__ = ["SockJSRouter"]
-
-_RAW_WEBSOCKET = Endpoint.RAW_WEBSOCKET  # read as a global: see protocol/session.py
 
 
 class SockJSRouter:
@@ -58,11 +54,9 @@ class SockJSRouter:
         if scope["type"] == "websocket":
             # Straight to the session, past the service's dispatch: one coroutine fewer in
             # what every open websocket holds.
-            found = service._route(scope)
-            if _is_websocket_session(found):
-                await _websocket.serve_session(service, scope, receive, send)
-            elif found is not None and found.endpoint is _RAW_WEBSOCKET:
-                await _websocket.serve_raw(service, scope, receive, send)
+            serve = websocket_endpoint(service._route(scope))
+            if serve is not None:
+                await serve(service, scope, receive, send)
             else:
                 await service(scope, receive, send)
         else:
