@@ -22,7 +22,7 @@ import anyio
 from . import _loop
 from ._types import Send
 from .protocol import frames
-from .protocol.escaping import encode_string, utf8_length
+from .protocol.escaping import encode_ascii, encode_string, utf8_length
 from .protocol.session import Session, SessionState
 
 if TYPE_CHECKING:
@@ -278,7 +278,12 @@ class Channel(DirectWriter):
         The pump writes what is queued when it next runs, all of it in one ``a[...]`` frame: a
         handler answering ten messages read together sends one frame, not ten.
         """
-        encoded = encode_string(message)
+        if message.isascii():  # encode_string() and utf8_length(), inline for the usual text
+            encoded = encode_ascii(message)
+            size = len(message)
+        else:
+            encoded = encode_string(message)
+            size = utf8_length(message)
         core = self.core
         while core.pending_size >= self.max_pending_size and not core.is_closed:
             await self._room().wait()
@@ -290,7 +295,7 @@ class Channel(DirectWriter):
         metrics = self.metrics
         if metrics is not None:  # count_out(), inline
             metrics.messages_out += 1
-            metrics.bytes_out += len(message) if message.isascii() else utf8_length(message)
+            metrics.bytes_out += size
 
     def push(self, message: str, encoded: str) -> None:
         """Queue an encoded message without waiting, for the pump."""

@@ -3,13 +3,17 @@ ASGI endpoint that serves them."""
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from sockjs_asgi import Metrics, MetricsEndpoint, SockJSApp
+from sockjs_asgi import Connection, Metrics, MetricsEndpoint, SockJSApp
+from sockjs_asgi.protocol import frames
+from sockjs_asgi.protocol.escaping import encode_string
 from sockjs_asgi.testing import TestClient, WebSocketDenied
 
 from .support import TIMEOUT, Recorder, session_url
@@ -117,3 +121,28 @@ async def test_endpoint_refuses_websockets() -> None:
             with pytest.raises(WebSocketDenied):
                 async with client.websocket("/"):
                     pass
+
+
+# Text whose UTF-8 length is not its length, text the SockJS escape set changes, and plain ASCII.
+SENT = ["ascii only", "Grüße", "emoji 😀", "lone \ud800 surrogate", "\u2028", "control \x01", 'quote " and \\']
+
+
+async def test_the_byte_counters_count_utf8_whatever_the_handler_sends() -> None:
+    async def handler(conn: Connection) -> None:
+        async for _ in conn:
+            for text in SENT:
+                await conn.send(text)
+
+    service = SockJSApp(handler)
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(service) as client:
+            url = session_url()
+            assert (await client.request("POST", url + "/xhr")).body == b"o\n"
+            assert (await client.request("POST", url + "/xhr_send", body='["été"]'.encode())).status == 204
+            answer = await client.request("POST", url + "/xhr")
+    assert answer.body == (frames.messages(encode_string(text) for text in SENT) + "\n").encode()
+    assert json.loads(answer.body[1:]) == SENT
+    metrics = service.metrics
+    assert (metrics.messages_in, metrics.bytes_in) == (1, len("été".encode()))
+    assert metrics.messages_out == len(SENT)
+    assert metrics.bytes_out == sum(len(text.encode("utf-8", "surrogatepass")) for text in SENT)

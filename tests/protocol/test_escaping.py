@@ -15,6 +15,7 @@ from sockjs_asgi.protocol.escaping import (
     PAYLOAD_EXPECTED,
     SERVER_ESCAPED,
     decode_messages,
+    encode_ascii,
     encode_string,
     event_stream_data,
     one_plain_message,
@@ -113,6 +114,20 @@ def test_encode_string_round_trips(text: str) -> None:
 @given(any_text)
 def test_encode_string_round_trips_as_utf16_units(text: str) -> None:
     assert utf16_units(json.loads(encode_string(text))) == utf16_units(text)
+
+
+@pytest.mark.parametrize("code_point", range(128))
+def test_encode_ascii_is_encode_string_for_every_ascii_character(code_point: int) -> None:
+    char = chr(code_point)
+    assert encode_ascii(char) == encode_string(char)
+    assert encode_ascii(f"a{char}b") == encode_string(f"a{char}b")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_encode_ascii_is_encode_string_for_ascii_text(text: str) -> None:
+    assert text.isascii()
+    assert encode_ascii(text) == encode_string(text)
+    assert json.loads(encode_ascii(text)) == text
 
 
 @no_deadline

@@ -24,6 +24,7 @@ __all__ = [
     "PAYLOAD_EXPECTED",
     "SERVER_ESCAPED",
     "decode_messages",
+    "encode_ascii",
     "encode_string",
     "event_stream_data",
     "one_plain_message",
@@ -44,6 +45,10 @@ _EVENT_STREAM = re.compile("[%\r\n\x00]")
 # What ``json.dumps(text, ensure_ascii=False)`` does for a str, without the encoder's Python
 # method around it (this runs for every message sent).
 _dumps = json.encoder.encode_basestring
+
+#: :func:`encode_string` for text that is ASCII (``text.isascii()``), where only control
+#: characters need escaping and JSON escapes them itself: for a hot path that has checked.
+encode_ascii = _dumps
 
 
 def _unicode_escape(match: re.Match[str]) -> str:
