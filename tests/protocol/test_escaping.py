@@ -119,8 +119,12 @@ def test_encode_string_round_trips_as_utf16_units(text: str) -> None:
 @pytest.mark.parametrize("code_point", range(128))
 def test_encode_ascii_is_encode_string_for_every_ascii_character(code_point: int) -> None:
     char = chr(code_point)
-    assert encode_ascii(char) == encode_string(char)
-    assert encode_ascii(f"a{char}b") == encode_string(f"a{char}b")
+    for text in (char, f"a{char}b"):
+        encoded = encode_ascii(text)
+        assert encoded == encode_string(text)
+        assert json.loads(encoded) == text
+        assert SERVER_ESCAPED.search(encoded) is None  # control characters go out escaped
+        assert encoded.isascii()
 
 
 @given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
