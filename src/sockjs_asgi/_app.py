@@ -329,7 +329,6 @@ class SockJSApp:
         if kind == "lifespan":
             await self._serve_lifespan(receive, send)
             return
-        options = self.options
         if kind == "websocket":
             # Dispatched here rather than in a method of its own: a websocket session awaits
             # this for its whole life, and every coroutine in that chain is memory it holds.
@@ -339,6 +338,7 @@ class SockJSApp:
             else:
                 await _websocket.deny(scope, receive, send, 404)
             return
+        options = self.options
         found = wire.route(sub_path(scope), options.transports, has_raw_websocket=options.has_websocket)
         if found is None:
             await _http.not_found(send)
