@@ -288,9 +288,11 @@ class Channel(DirectWriter):
         while core.pending_size >= self.max_pending_size and not core.is_closed:
             await self._room().wait()
         core.send(encoded)  # push(), inline: this is every message's path
-        # _wake_writer() has nothing to do for a running writer that is already woken, as for
-        # every message after the first of a burst.
-        if not self.has_writer or self._outgoing._waiters is not None or self._writer_done is not None:
+        # _wake_writer() has nothing to do unless a writer waits, or one may need starting: not
+        # for a receiver that is already woken, as for every message after the first of a burst.
+        if self._outgoing._waiters is not None or (
+            self.on_demand and (not self.has_writer or self._writer_done is not None)
+        ):
             self._wake_writer()
         metrics = self.metrics
         if metrics is not None:  # count_out(), inline

@@ -27,11 +27,21 @@ from anyio.abc import TaskGroup
 
 import sockjs_asgi
 from sockjs_asgi import Connection, MemoryBroker, SockJSApp, SockJSRouter, _loop
+from sockjs_asgi._session import Channel
 from sockjs_asgi.protocol.escaping import utf8_length
 from sockjs_asgi.protocol.http import Route
 from sockjs_asgi.testing import TestClient
 
-from .support import TIMEOUT, XHR_STREAMING_PRELUDE, Message, closed_by_another_task, echo, http_scope, session_url
+from .support import (
+    TIMEOUT,
+    XHR_STREAMING_PRELUDE,
+    ManualRequest,
+    Message,
+    closed_by_another_task,
+    echo,
+    http_scope,
+    session_url,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -721,6 +731,45 @@ async def test_a_poll_answered_from_pending_frames_needs_no_task_and_wakes_no_on
                 # Starlette's Headers (a copy of them all) for either request.
                 assert headers[0] + more_headers[0] == 0
             app.close_all()
+
+
+async def flood(conn: Connection) -> None:
+    """For a message ``"N"``, N messages, sent one after the other without a pause."""
+    async for message in conn:
+        for number in range(int(message)):
+            await conn.send(f"f{number}")
+
+
+async def test_a_burst_of_sends_to_a_streaming_receiver_wakes_its_pump_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler's burst of messages to an HTTP receiver leaves in one chunk, and only its first
+    message wakes the receiver's pump: the others find it woken and make no call to wake it."""
+    app = SockJSApp(flood)
+    url = session_url()
+    wakes = [0]
+    real_wake = Channel._wake_writer
+
+    def counting_wake(channel: Channel, *, heartbeat: bool = False) -> None:
+        wakes[0] += 1
+        real_wake(channel, heartbeat=heartbeat)
+
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            receiver = ManualRequest(app, "POST", url + "/xhr_streaming")
+            task_group.start_soon(receiver.run)
+            await anyio.wait_all_tasks_blocked()  # the prelude and the open frame went out
+            assert [m.get("body") for m in receiver.sent[1:]] == [XHR_STREAMING_PRELUDE, b"o\n"]
+            for burst in (50, 7):
+                del receiver.sent[:]
+                with monkeypatch.context() as patch:
+                    patch.setattr(Channel, "_wake_writer", counting_wake)
+                    wakes[0] = 0
+                    assert await _poll(app, url + "/xhr_send", b'["%d"]' % burst) == b""
+                    await anyio.wait_all_tasks_blocked()
+                expected = "a[" + ",".join(f'"f{number}"' for number in range(burst)) + "]\n"
+                assert [m["body"].decode() for m in receiver.sent] == [expected]
+                assert wakes[0] == 1
+            app.close_all()
+            await receiver.returned.wait()
 
 
 #: What an idle websocket session may allocate in this package, in bytes: its channel, session
