@@ -1,4 +1,4 @@
-"""The event loop's clock and events, for hot paths.
+"""The event loop's clock, events and callbacks, for hot paths.
 
 ``anyio.current_time()`` and ``anyio.Event()`` find the running backend at every call, which
 costs more than what they then do (on asyncio, ``loop.time()`` and an ``asyncio.Event``, which
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import anyio
 from anyio import Event as _AnyioEvent
 
-__all__ = ["Future", "Waiter", "clock", "new_waiter"]
+__all__ = ["Future", "Waiter", "call_soon", "clock", "new_waiter"]
 
 
 #: What a task waits on until another wakes it: see :func:`new_waiter`.
@@ -48,6 +48,24 @@ def clock() -> Callable[[], float]:
     if _clock[0] is not loop:
         _clock = (loop, loop.time)
     return _clock[1]
+
+
+_call_soon: tuple[asyncio.AbstractEventLoop | None, Callable[[Callable[[], object]], object] | None] = (None, None)
+
+
+def call_soon() -> Callable[[Callable[[], object]], object] | None:
+    """The running asyncio loop's ``call_soon``: it runs a function from the loop, with no
+    task of its own, once the running task yields to the loop.  ``None`` under trio (whose
+    nearest call, ``run_sync_soon``, is meant for other threads).  The same object for every
+    caller in a loop."""
+    global _call_soon
+    task = _asyncio_task()
+    if task is None:
+        return None
+    loop = task.get_loop()
+    if _call_soon[0] is not loop:
+        _call_soon = (loop, loop.call_soon)
+    return _call_soon[1]
 
 
 def new_waiter() -> Waiter:

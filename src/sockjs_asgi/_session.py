@@ -155,6 +155,7 @@ class Channel(DirectWriter):
     __slots__ = (
         "_detached",
         "_drained",
+        "_flush_due",
         "_incoming",
         "_sleeps_until",
         "_timing",
@@ -224,6 +225,9 @@ class Channel(DirectWriter):
         #: :meth:`_wake_writer` starts one with :meth:`_start_writer`; false: a pump runs for
         #: the whole session.
         self.on_demand = False
+        # The handler's messages will be written once its task yields (see _wake_soon): the
+        # rest of a burst need not ask again.
+        self._flush_due = False
 
     # -- wake-ups ------------------------------------------------------------------------
 
@@ -245,6 +249,12 @@ class Channel(DirectWriter):
             self._start_writer()
 
     # -- what a websocket session's channel does (see ``_websocket``) ------------------------
+
+    def _wake_soon(self) -> None:
+        """The handler queued the first message of a burst for a websocket whose writer runs
+        on demand: have it written (a subclass may wait until the handler's task yields, so
+        that the rest of the burst goes in the same frame, and set ``_flush_due`` meanwhile)."""
+        self._wake_writer()
 
     def _start_writer(self) -> None:
         """Start a writer (a pump) for a channel whose writer runs only while it has something
@@ -288,11 +298,14 @@ class Channel(DirectWriter):
         while core.pending_size >= self.max_pending_size and not core.is_closed:
             await self._room().wait()
         core.send(encoded)  # push(), inline: this is every message's path
-        # _wake_writer() has nothing to do unless a writer waits, or one may need starting: not
-        # for a receiver that is already woken, as for every message after the first of a burst.
-        if self._outgoing._waiters is not None or (
-            self.on_demand and (not self.has_writer or self._writer_done is not None)
-        ):
+        # Waking the writer is for the first message of a burst; the rest find it woken (an
+        # HTTP receiver's pump, or a websocket's writer), or its write due, and ask nothing.
+        if self.on_demand:
+            if not self._flush_due and (
+                not self.has_writer or self._outgoing._waiters is not None or self._writer_done is not None
+            ):
+                self._wake_soon()
+        elif self._outgoing._waiters is not None:
             self._wake_writer()
         metrics = self.metrics
         if metrics is not None:  # count_out(), inline

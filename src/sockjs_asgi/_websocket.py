@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from starlette.requests import HTTPConnection
 
+from . import _immediate, _loop
 from ._connection import Connection
 from ._http import pump
 from ._session import SOCKET_LOST, Channel, DirectWriter, Wakeup
@@ -186,7 +187,7 @@ class _SocketChannel(Channel):
     """The channel of one websocket session, and its socket's side: reading client messages
     into the session, and the writer that writes its frames."""
 
-    __slots__ = ("_read", "_reading", "app", "conn", "is_open", "task_group")
+    __slots__ = ("_call_soon", "_read", "_reading", "_unfinished", "app", "conn", "is_open", "task_group")
 
     def serve(self, app: SockJSApp, receive: Receive, send: Send) -> None:
         """Serve the session over this socket (right after the channel is made)."""
@@ -199,6 +200,9 @@ class _SocketChannel(Channel):
         self.conn: Connection | None = None
         #: run()'s task group, where a writer starts when one is needed.
         self.task_group: TaskGroup | None = None
+        # The loop's call_soon on asyncio, for the handler's bursts (see _wake_soon).
+        self._call_soon = _loop.call_soon()
+        self._unfinished: Awaitable[None] | None = None  # a write _flush() left to the writer
 
     def _socket_send(self, message: Message) -> Awaitable[None]:
         send = self.direct
@@ -316,6 +320,84 @@ class _SocketChannel(Channel):
     def _start_writer(self) -> None:
         assert self.task_group is not None
         self.task_group.start_soon(self.write_on_demand)
+
+    # -- the handler's bursts, on asyncio -----------------------------------------------
+
+    def _wake_soon(self) -> None:
+        """The handler queued the first message of a burst.  With its writer parked and the
+        socket idle, the burst is written by :meth:`_flush`, which the loop calls once the
+        handler's task yields: by then the rest of the burst is queued too, and one frame goes
+        out with no task woken, as a broadcast writes to an idle socket."""
+        call_soon = self._call_soon
+        if (
+            call_soon is None
+            or not self.has_writer
+            or not self.is_parked
+            or self.is_writing
+            or self._writer_done is not None
+        ):
+            self._wake_writer()
+            return
+        self._flush_due = True
+        call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what the handler queued (see :meth:`_wake_soon`), from the loop.
+
+        No task runs this, so it starts none (anyio cannot, outside a task): a write that must
+        wait for the socket is finished by the parked writer, in :meth:`wait_outgoing`.
+        """
+        self._flush_due = False
+        core = self.core
+        if not self.has_writer or not self.is_parked or self.is_writing or core.is_closed or not core.pending_size:
+            # A writer took over meanwhile (woken by a broadcast, the close or a heartbeat) and
+            # writes what is queued, or the session is over: waking it is all there is to do.
+            # (Without a writer, nothing is queued: one returns only after the close, or after
+            # a heartbeat, written when nothing is.  Were something queued all the same, the
+            # next heartbeat's wake-up would start a writer for it.)
+            if self.has_writer:
+                self._wake_writer()
+            return
+        frame = self.next_frame()
+        assert frame is not None and frame.startswith("a")
+        send = self.direct
+        assert send is not None
+        self.is_writing = True  # claim(), inline
+        self.last_write = self.clock()
+        try:
+            rest = _immediate.start(send({"type": "websocket.send", "text": frame}))
+        except OSError:  # the server reports the socket gone
+            self._socket_lost()
+            return
+        except Exception:
+            # Refused outside a task, perhaps (a middleware whose send needs one): the frame's
+            # messages go back in front of the queue, for the writer to write, or fail on.
+            core.requeue(frames.messages_of(frame))
+            self._write_done()
+            return
+        if rest is None:
+            self.is_writing = False
+        else:
+            self._unfinished = rest
+            self._outgoing.fire()
+
+    async def wait_outgoing(self) -> None:
+        """The writer's wait (see ``Channel.wait_outgoing``); it finishes a write that
+        :meth:`_flush` left waiting for the socket, as its own."""
+        await self._outgoing.wait()
+        rest = self._unfinished
+        if rest is None:
+            return
+        self._unfinished = None
+        try:
+            await rest
+        except OSError:
+            self._socket_lost()
+            return
+        except BaseException:
+            self.is_writing = False  # the writer's error handling takes it from here
+            raise
+        self._write_done()  # release(waited=True): what was queued meanwhile is written next
 
 
 class RawLink(DirectWriter):

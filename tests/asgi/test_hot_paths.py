@@ -9,6 +9,7 @@ full.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import math
@@ -550,19 +551,240 @@ async def test_a_write_the_server_refuses_is_raised_after_the_others_got_theirs(
                 socket.close()
 
 
-async def test_an_echo_of_ten_messages_read_together_leaves_in_one_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_echo_of_ten_messages_read_together_leaves_in_one_frame(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+) -> None:
     app = SockJSApp(echo)
     ten = [f"m{number}" for number in range(10)]
     with anyio.fail_after(TIMEOUT):
         async with app.run(), anyio.create_task_group() as task_group:
             (socket,) = await open_sockets(task_group, app, 1)
-            with counting_events(monkeypatch) as created:
-                socket.client_sends({"type": "websocket.receive", "text": '["' + '","'.join(ten) + '"]'})
+            payload = '["' + '","'.join(ten) + '"]'
+            socket.client_sends({"type": "websocket.receive", "text": payload})
+            await anyio.wait_all_tasks_blocked()  # the first burst starts the writer, which parks
+            for _ in range(3):
+                with counting_events(monkeypatch) as created:
+                    socket.client_sends({"type": "websocket.receive", "text": payload})
+                    await anyio.wait_all_tasks_blocked()
+                # On asyncio no wake-up at all: the loop calls back to write the burst once the
+                # handler waits for the socket again.  Under trio one, the writer's, whatever the
+                # number of messages: the handler reads the socket itself.
+                assert created[0] == (0 if anyio_backend_name == "asyncio" else 1)
+            assert socket.frames == ["o"] + ['a["' + '","'.join(ten) + '"]'] * 4
+            socket.close()
+
+
+def _sent_messages(socket: Socket) -> list[str]:
+    """The messages of a SockJS socket's ``a`` frames, in order."""
+    return [message for frame in socket.frames if frame.startswith("a") for message in json.loads(frame[1:])]
+
+
+async def test_a_burst_and_a_broadcast_in_the_same_step_keep_their_order() -> None:
+    """A broadcast queued behind a burst that waits to be written goes out after it, and a
+    message sent after the broadcast after that: one frame, in the order they were sent."""
+
+    async def handler(conn: Connection) -> None:
+        async for message in conn:
+            await conn.send(f"{message}1")
+            await conn.send(f"{message}2")
+            await conn.app.broadcast("everyone")
+            await conn.send(f"{message}3")
+
+    app = SockJSApp(handler)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            sender, other = await open_sockets(task_group, app, 2)
+            for word in ("x", "y"):
+                sender.client_sends({"type": "websocket.receive", "text": f'["{word}"]'})
                 await anyio.wait_all_tasks_blocked()
-            assert socket.frames == ["o", 'a["' + '","'.join(ten) + '"]']
-            # One wake-up, the pump's, whatever the number of messages: the handler reads the
-            # socket itself.
-            assert created[0] == 1
+            assert sender.frames == ["o", 'a["x1","x2","everyone","x3"]', 'a["y1","y2","everyone","y3"]']
+            assert other.frames == ["o", 'a["everyone"]', 'a["everyone"]']
+            for socket in (sender, other):
+                socket.close()
+
+
+async def test_a_burst_then_a_close_leaves_before_the_close_frame() -> None:
+    async def handler(conn: Connection) -> None:
+        async for message in conn:
+            if message == "warm":
+                await conn.send(message)
+                continue
+            for number in range(3):
+                await conn.send(f"m{number}")
+            await conn.close(3001, "done")
+
+    app = SockJSApp(handler)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1)
+            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
+            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            socket.client_sends({"type": "websocket.receive", "text": '["go"]'})
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'a["warm"]', 'a["m0","m1","m2"]', 'c[3001,"done"]']
+            assert socket.closed_with == (1000, "")
+            socket.close()
+            socket.discard()
+
+
+async def test_a_burst_to_a_full_socket_is_finished_by_a_task_and_nothing_overtakes_it() -> None:
+    """The burst's write waits for a full socket in a task of its own: the handler goes on, and
+    what it and a broadcast queue meanwhile follows that write, after it, in one frame."""
+    app = SockJSApp(echo)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1)
+            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
+            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            socket.fill()
+            socket.client_sends({"type": "websocket.receive", "text": '["a1","a2"]'})
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'a["warm"]']  # the write of a["a1","a2"] waits
+            # The socket is not idle: the broadcast queues (and returns) rather than write.
+            assert await app.broadcast("everyone") == 1
+            socket.client_sends({"type": "websocket.receive", "text": '["b1"]'})
+            await anyio.wait_all_tasks_blocked()
+            socket.client_sends({"type": "websocket.receive", "text": '["b2"]'})
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'a["warm"]']
+            socket.drain()
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'a["warm"]', 'a["a1","a2"]', 'a["everyone","b1","b2"]']
+            # Caught up, the next burst is written as the others were.
+            socket.client_sends({"type": "websocket.receive", "text": '["c1"]'})
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames[-1] == 'a["c1"]'
+            assert (app.metrics.messages_out, app.metrics.messages_in) == (7, 6)
+            socket.close()
+
+
+async def test_bursts_written_from_the_loop_put_the_heartbeat_off() -> None:
+    """A frame written without the writer counts as a frame for the heartbeat: a session that
+    writes more often than ``heartbeat_delay`` sends no heartbeat."""
+    app = SockJSApp(echo, heartbeat_delay=0.5)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1)
+            for number in range(12):  # 1.2 seconds
+                socket.client_sends({"type": "websocket.receive", "text": f'["m{number}"]'})
+                await anyio.sleep(0.1)
+            assert socket.frames == ["o"] + [f'a["m{number}"]' for number in range(12)]
+            await anyio.sleep(0.8)
+            assert socket.frames[-1] == "h"  # and once it writes nothing, one comes
+            socket.close()
+
+
+async def test_a_socket_gone_under_a_burst_ends_its_session(caplog: pytest.LogCaptureFixture) -> None:
+    ended: list[tuple[int | None, str | None]] = []
+
+    async def handler(conn: Connection) -> None:
+        try:
+            async for message in conn:
+                await conn.send(message)
+        finally:
+            ended.append((conn.close_code, conn.close_reason))
+
+    app = SockJSApp(handler)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            (socket,) = await open_sockets(task_group, app, 1)
+            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
+            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            socket.is_gone = True  # writes fail from now on
+            socket.client_sends({"type": "websocket.receive", "text": '["lost"]'})
+            await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'a["warm"]']
+            socket.is_gone = False
+            socket.close()  # the handler's read ends with the disconnect
+    # The failed write ended the session, before the disconnect (code 1000) came.
+    assert ended == [(1006, "Socket lost")]
+    assert [record for record in caplog.records if record.levelname in ("WARNING", "ERROR")] == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "ended_with", "logged"),
+    [
+        (OSError("the client is gone"), (1006, "Socket lost"), False),
+        (RuntimeError("refused"), (1011, "Internal server error"), True),
+    ],
+    ids=["gone", "refused"],
+)
+async def test_a_burst_whose_write_fails_after_waiting_ends_its_session(
+    caplog: pytest.LogCaptureFixture, failure: Exception, ended_with: tuple[int, str], logged: bool
+) -> None:
+    """A write that waited for a full socket and then failed: the socket gone ends the session
+    quietly, anything else ends it with 1011 and a logged error; run() goes on either way."""
+    ended: list[tuple[int | None, str | None]] = []
+
+    async def handler(conn: Connection) -> None:
+        try:
+            async for message in conn:
+                await conn.send(message)
+        finally:
+            ended.append((conn.close_code, conn.close_reason))
+
+    class FailsAfterWaiting(Socket):
+        async def send(self, message: Message) -> None:
+            full = self.is_full
+            await super().send(message)
+            if full:
+                raise failure
+
+    app = SockJSApp(handler)
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            socket = FailsAfterWaiting()
+            socket.open(task_group, app, session_url() + "/websocket")
+            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
+            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            socket.fill()
+            socket.client_sends({"type": "websocket.receive", "text": '["m1"]'})
+            await anyio.wait_all_tasks_blocked()
+            socket.drain()  # the write completes, then fails
+            await anyio.wait_all_tasks_blocked()
+            socket.close()  # the handler's read ends with the disconnect
+            await anyio.wait_all_tasks_blocked()
+            assert ended == [ended_with]
+            # The service goes on serving.
+            (other,) = await open_sockets(task_group, app, 1)
+            other.client_sends({"type": "websocket.receive", "text": '["still here"]'})
+            await anyio.wait_all_tasks_blocked()
+            assert other.frames == ["o", 'a["still here"]']
+            other.close()
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert [record.getMessage().endswith("writing to the websocket failed") for record in errors] == (
+        [True] if logged else []
+    )
+
+
+async def test_a_burst_that_cannot_be_written_outside_a_task_is_written_by_the_writer(
+    caplog: pytest.LogCaptureFixture, anyio_backend_name: str
+) -> None:
+    """A server (or a middleware around it) whose ``send`` needs a running task, as anyio's
+    calls do outside ``anyio.run()`` (uvicorn's loop): the burst goes to the socket's writer
+    task instead, whole and once."""
+    app = SockJSApp(echo)
+    refused = [0]
+
+    class NeedsATask(Socket):
+        async def send(self, message: Message) -> None:
+            if anyio_backend_name == "asyncio" and asyncio.current_task() is None:
+                refused[0] += 1
+                raise RuntimeError("no running task")  # as sniffio's lookup, say
+            await super().send(message)
+
+    with anyio.fail_after(TIMEOUT):
+        async with app.run(), anyio.create_task_group() as task_group:
+            socket = NeedsATask()
+            socket.open(task_group, app, session_url() + "/websocket")
+            await anyio.wait_all_tasks_blocked()
+            # The first burst starts the writer, which writes it; the others find it parked.
+            for payload in ('["m1"]', '["m2","m3"]', '["m4"]'):
+                socket.client_sends({"type": "websocket.receive", "text": payload})
+                await anyio.wait_all_tasks_blocked()
+            assert socket.frames == ["o", 'a["m1"]', 'a["m2","m3"]', 'a["m4"]']
+            assert refused[0] == (2 if anyio_backend_name == "asyncio" else 0)
+            assert [record for record in caplog.records if record.levelname in ("WARNING", "ERROR")] == []
             socket.close()
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from sockjs_asgi import SockJSApp, _app, _http, _loop
@@ -117,6 +118,20 @@ async def test_a_middleware_adding_headers_changes_no_later_response() -> None:
                     assert values(response, "x-added") == ["1"]
                     assert values(response, "content-type") != []
                     assert len(values(response, "access-control-allow-origin")) == 1
+
+
+async def test_the_loop_s_call_soon_is_asyncio_s_only(anyio_backend_name: str) -> None:
+    call_soon = _loop.call_soon()
+    if anyio_backend_name != "asyncio":
+        assert call_soon is None
+        return
+    assert call_soon is not None and call_soon == asyncio.get_running_loop().call_soon
+    assert _loop.call_soon() is call_soon  # one object per loop
+    called: list[bool] = []
+    call_soon(lambda: called.append(asyncio.current_task() is None))
+    assert not called  # not before this task yields
+    await anyio.lowlevel.checkpoint()
+    assert called == [True]  # from the loop, with no task
 
 
 async def test_the_loop_helpers_are_anyios(anyio_backend_name: str) -> None:
