@@ -184,6 +184,9 @@ class SockJSApp:
         #: The clock of run()'s loop, where the sessions live, for each new one (looking it up
         #: costs a task look-up).
         self._clock: Callable[[], float] | None = None
+        #: The loop's ``call_soon`` under run() on asyncio, for each new websocket session (see
+        #: ``_websocket._SocketChannel._wake_soon``); ``None`` otherwise.
+        self._call_soon: Callable[[Callable[[], object]], object] | None = None
         # Created in the event loop that waits on it: an app may outlive one loop (tests run the
         # same module-level app on asyncio and then on trio).
         self._handler_returned: anyio.Event | None = None
@@ -269,6 +272,7 @@ class SockJSApp:
                     self._task_group = task_group
                     self._heartbeats = _http.Heartbeats(self.options.heartbeat_delay)
                     self._clock = _loop.clock()
+                    self._call_soon = _loop.call_soon()
                     task_group.start_soon(self._heartbeats.run)
                     try:
                         with on_termination(self.close_all):
@@ -277,6 +281,7 @@ class SockJSApp:
                         self._task_group = None
                         self._heartbeats = None
                         self._clock = None
+                        self._call_soon = None
                         with anyio.CancelScope(shield=True):
                             self.close_all()
                             with anyio.move_on_after(shutdown_timeout):

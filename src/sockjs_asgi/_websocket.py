@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from starlette.requests import HTTPConnection
 
-from . import _immediate, _loop
+from . import _immediate
 from ._connection import Connection
 from ._http import pump
 from ._session import SOCKET_LOST, Channel, DirectWriter, Wakeup
@@ -200,8 +200,8 @@ class _SocketChannel(Channel):
         self.conn: Connection | None = None
         #: run()'s task group, where a writer starts when one is needed.
         self.task_group: TaskGroup | None = None
-        # The loop's call_soon on asyncio, for the handler's bursts (see _wake_soon).
-        self._call_soon = _loop.call_soon()
+        # run()'s loop's call_soon on asyncio, for the handler's bursts (see _wake_soon).
+        self._call_soon = app._call_soon
         self._unfinished: Awaitable[None] | None = None  # a write _flush() left to the writer
 
     def _socket_send(self, message: Message) -> Awaitable[None]:
