@@ -15,7 +15,7 @@ import json
 import math
 import sys
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -574,9 +574,24 @@ async def test_an_echo_of_ten_messages_read_together_leaves_in_one_frame(
             socket.close()
 
 
-def _sent_messages(socket: Socket) -> list[str]:
-    """The messages of a SockJS socket's ``a`` frames, in order."""
-    return [message for frame in socket.frames if frame.startswith("a") for message in json.loads(frame[1:])]
+async def warm_up(socket: Socket) -> None:
+    """An echo of ``warm``: the first burst starts the socket's writer, which then parks, as it
+    does between the bursts of a busy session."""
+    socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
+    await anyio.wait_all_tasks_blocked()
+
+
+def echo_recording_the_end(ended: list[tuple[int | None, str | None]]) -> Callable[[Connection], Awaitable[None]]:
+    """An echo handler that records the close code and reason it ended with."""
+
+    async def handler(conn: Connection) -> None:
+        try:
+            async for message in conn:
+                await conn.send(message)
+        finally:
+            ended.append((conn.close_code, conn.close_reason))
+
+    return handler
 
 
 async def test_a_burst_and_a_broadcast_in_the_same_step_keep_their_order() -> None:
@@ -617,8 +632,7 @@ async def test_a_burst_then_a_close_leaves_before_the_close_frame() -> None:
     with anyio.fail_after(TIMEOUT):
         async with app.run(), anyio.create_task_group() as task_group:
             (socket,) = await open_sockets(task_group, app, 1)
-            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
-            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            await warm_up(socket)
             socket.client_sends({"type": "websocket.receive", "text": '["go"]'})
             await anyio.wait_all_tasks_blocked()
             assert socket.frames == ["o", 'a["warm"]', 'a["m0","m1","m2"]', 'c[3001,"done"]']
@@ -634,8 +648,7 @@ async def test_a_burst_to_a_full_socket_is_finished_by_a_task_and_nothing_overta
     with anyio.fail_after(TIMEOUT):
         async with app.run(), anyio.create_task_group() as task_group:
             (socket,) = await open_sockets(task_group, app, 1)
-            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
-            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            await warm_up(socket)
             socket.fill()
             socket.client_sends({"type": "websocket.receive", "text": '["a1","a2"]'})
             await anyio.wait_all_tasks_blocked()
@@ -676,20 +689,12 @@ async def test_bursts_written_from_the_loop_put_the_heartbeat_off() -> None:
 
 async def test_a_socket_gone_under_a_burst_ends_its_session(caplog: pytest.LogCaptureFixture) -> None:
     ended: list[tuple[int | None, str | None]] = []
-
-    async def handler(conn: Connection) -> None:
-        try:
-            async for message in conn:
-                await conn.send(message)
-        finally:
-            ended.append((conn.close_code, conn.close_reason))
-
+    handler = echo_recording_the_end(ended)
     app = SockJSApp(handler)
     with anyio.fail_after(TIMEOUT):
         async with app.run(), anyio.create_task_group() as task_group:
             (socket,) = await open_sockets(task_group, app, 1)
-            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
-            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            await warm_up(socket)
             socket.is_gone = True  # writes fail from now on
             socket.client_sends({"type": "websocket.receive", "text": '["lost"]'})
             await anyio.wait_all_tasks_blocked()
@@ -715,13 +720,7 @@ async def test_a_burst_whose_write_fails_after_waiting_ends_its_session(
     """A write that waited for a full socket and then failed: the socket gone ends the session
     quietly, anything else ends it with 1011 and a logged error; run() goes on either way."""
     ended: list[tuple[int | None, str | None]] = []
-
-    async def handler(conn: Connection) -> None:
-        try:
-            async for message in conn:
-                await conn.send(message)
-        finally:
-            ended.append((conn.close_code, conn.close_reason))
+    handler = echo_recording_the_end(ended)
 
     class FailsAfterWaiting(Socket):
         async def send(self, message: Message) -> None:
@@ -735,8 +734,7 @@ async def test_a_burst_whose_write_fails_after_waiting_ends_its_session(
         async with app.run(), anyio.create_task_group() as task_group:
             socket = FailsAfterWaiting()
             socket.open(task_group, app, session_url() + "/websocket")
-            socket.client_sends({"type": "websocket.receive", "text": '["warm"]'})
-            await anyio.wait_all_tasks_blocked()  # a writer started for it, and parked
+            await warm_up(socket)
             socket.fill()
             socket.client_sends({"type": "websocket.receive", "text": '["m1"]'})
             await anyio.wait_all_tasks_blocked()
