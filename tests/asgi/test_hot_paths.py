@@ -674,16 +674,22 @@ async def test_a_burst_to_a_full_socket_is_finished_by_a_task_and_nothing_overta
 async def test_bursts_written_from_the_loop_put_the_heartbeat_off() -> None:
     """A frame written without the writer counts as a frame for the heartbeat: a session that
     writes more often than ``heartbeat_delay`` sends no heartbeat."""
-    app = SockJSApp(echo, heartbeat_delay=0.5)
+    app = SockJSApp(echo, heartbeat_delay=1.0)
     with anyio.fail_after(TIMEOUT):
         async with app.run(), anyio.create_task_group() as task_group:
             (socket,) = await open_sockets(task_group, app, 1)
-            for number in range(12):  # 1.2 seconds
+            # Two seconds of bursts, ten times as often as the heartbeat: only the first one
+            # goes through the writer, and a clock left at its write would bring a heartbeat
+            # 1.0-1.25 seconds in.
+            for number in range(20):
                 socket.client_sends({"type": "websocket.receive", "text": f'["m{number}"]'})
                 await anyio.sleep(0.1)
-            assert socket.frames == ["o"] + [f'a["m{number}"]' for number in range(12)]
-            await anyio.sleep(0.8)
-            assert socket.frames[-1] == "h"  # and once it writes nothing, one comes
+            assert socket.frames == ["o"] + [f'a["m{number}"]' for number in range(20)]
+            for _ in range(100):  # and once it writes nothing, one comes (due 1.0-1.25 s on)
+                if socket.frames[-1] == "h":
+                    break
+                await anyio.sleep(0.05)
+            assert socket.frames[-1] == "h"
             socket.close()
 
 
