@@ -50,22 +50,13 @@ def clock() -> Callable[[], float]:
     return _clock[1]
 
 
-_call_soon: tuple[asyncio.AbstractEventLoop | None, Callable[[Callable[[], object]], object] | None] = (None, None)
-
-
 def call_soon() -> Callable[[Callable[[], object]], object] | None:
     """The running asyncio loop's ``call_soon``: it runs a function from the loop, with no
     task of its own, once the running task yields to the loop.  ``None`` under trio (whose
-    nearest call, ``run_sync_soon``, is meant for other threads).  The same object for every
-    caller in a loop."""
-    global _call_soon
+    nearest call, ``run_sync_soon``, is meant for other threads).  ``run()`` takes it once and
+    every session of the service shares it."""
     task = _asyncio_task()
-    if task is None:
-        return None
-    loop = task.get_loop()
-    if _call_soon[0] is not loop:
-        _call_soon = (loop, loop.call_soon)
-    return _call_soon[1]
+    return None if task is None else task.get_loop().call_soon
 
 
 def new_waiter() -> Waiter:
