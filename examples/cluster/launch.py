@@ -27,7 +27,8 @@ STOP_TIMEOUT = 10.0
 def free_port() -> int:
     """A free 127.0.0.1 port, for programs that must bind it themselves (haproxy, Redis).
 
-    Another program may take it before they do; nothing else runs here that would.
+    Another program may take it before they do: it comes from the range the kernel also picks
+    outgoing connections' ports from.  :func:`start_on_a_free_port` chooses again then.
     """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -41,15 +42,40 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def wait_ready(what: str, check: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait until ``check()`` holds; fail with ``log`` if ``process`` exits or time runs out."""
+class PortTaken(RuntimeError):
+    """A program exited because its port was taken (see :func:`free_port`)."""
+
+
+def wait_ready(
+    what: str, check: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, *, since: int = 0
+) -> None:
+    """Wait until ``check()`` holds; fail with ``log`` (from offset ``since``, where this run of
+    the program began writing it) if ``process`` exits or time runs out."""
     deadline = time.monotonic() + START_TIMEOUT
     while not check():
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+            with log.open("rb") as file:
+                file.seek(since)
+                output = file.read().decode(errors="replace")
+            error = PortTaken if "address already in use" in output.lower() else RuntimeError
+            raise error(f"{what} exited with {process.returncode}:\n{output}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready in {START_TIMEOUT} s:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)  # another process: nothing to wait on but its port
+
+
+def start_on_a_free_port(part: Process, start: Callable[[], None], attempts: int = 5) -> None:
+    """Give ``part`` a port from :func:`free_port` and ``start()`` it; should another program
+    take the port first, choose another and start again."""
+    for attempt in range(1, attempts + 1):
+        part.port = free_port()
+        try:
+            start()
+        except PortTaken:
+            if attempt == attempts:
+                raise
+        else:
+            return
 
 
 def http_ok(port: int, path: str) -> bool:
@@ -70,6 +96,8 @@ class Process:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    #: Where the current run of the program began writing its log.
+    log_start: int = 0
 
     @property
     def is_running(self) -> bool:
@@ -77,6 +105,7 @@ class Process:
 
     def _spawn(self, command: list[str], env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
         with self.log.open("ab") as out:
+            self.log_start = out.tell()
             self.process = subprocess.Popen(
                 command,
                 cwd=ROOT,
@@ -126,7 +155,7 @@ class Redis(Process):
             ]
         )
         assert self.process is not None
-        wait_ready("redis-server", self._pong, self.process, self.log)
+        wait_ready("redis-server", self._pong, self.process, self.log, since=self.log_start)
 
     def _pong(self) -> bool:
         try:
@@ -144,7 +173,8 @@ class Redis(Process):
 @dataclass
 class Backend(Process):
     """One single-worker uvicorn serving ``examples.cluster.app:app``; it adopts a socket bound
-    here, so a request made while it starts waits in the backlog instead of failing."""
+    here, so a request made while it starts waits in the backlog instead of failing.  Port 0:
+    the first start binds one the system chooses, and restarts bind the same."""
 
     redis_url: str = ""
     app: str = "examples.cluster.app:app"
@@ -153,6 +183,7 @@ class Backend(Process):
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]
         listener.listen(1024)
         env = {
             **os.environ,
@@ -167,7 +198,9 @@ class Backend(Process):
         finally:
             listener.close()
         assert self.process is not None
-        wait_ready(f"backend {self.name}", lambda: http_ok(self.port, "/health"), self.process, self.log)
+        wait_ready(
+            f"backend {self.name}", lambda: http_ok(self.port, "/health"), self.process, self.log, since=self.log_start
+        )
 
 
 def haproxy_config(port: int, backends: list[Backend], *, check_interval: str = "2s") -> str:
@@ -213,7 +246,7 @@ class Haproxy(Process):
     def start(self) -> None:
         self._spawn(["haproxy", "-db", "-f", str(self.config)])
         assert self.process is not None
-        wait_ready("haproxy", lambda: http_ok(self.port, "/echo/info"), self.process, self.log)
+        wait_ready("haproxy", lambda: http_ok(self.port, "/echo/info"), self.process, self.log, since=self.log_start)
 
 
 @dataclass
@@ -241,20 +274,25 @@ class Cluster:
 def running_cluster(workdir: Path, size: int = 3, *, check_interval: str = "2s") -> Iterator[Cluster]:
     """Start the cluster with ``size`` backends, logs and configuration in ``workdir``; stop it
     on the way out, whatever happened."""
-    redis = Redis("redis", free_port(), workdir / "redis.log")
-    backends = [
-        Backend(f"s{index}", free_port(), workdir / f"s{index}.log", redis_url=redis.url)
-        for index in range(1, size + 1)
-    ]
+    redis = Redis("redis", 0, workdir / "redis.log")
+    backends: list[Backend] = []
     config = workdir / "haproxy.cfg"
-    haproxy = Haproxy("haproxy", free_port(), workdir / "haproxy.log", config=config)
-    config.write_text(haproxy_config(haproxy.port, backends, check_interval=check_interval))
+    haproxy = Haproxy("haproxy", 0, workdir / "haproxy.log", config=config)
     cluster = Cluster(redis, backends, haproxy)
-    try:
-        redis.start()
-        for backend in backends:
-            backend.start()
+
+    def start_haproxy() -> None:
+        config.write_text(haproxy_config(haproxy.port, backends, check_interval=check_interval))
         haproxy.start()
+
+    try:
+        # Each port is chosen as its program starts (the backends' by the system): chosen all at
+        # once, the last ones stayed free for seconds while the first programs connected out.
+        start_on_a_free_port(redis, redis.start)
+        for index in range(1, size + 1):
+            backend = Backend(f"s{index}", 0, workdir / f"s{index}.log", redis_url=redis.url)
+            backends.append(backend)
+            backend.start()
+        start_on_a_free_port(haproxy, start_haproxy)
         yield cluster
     finally:
         cluster.stop()

@@ -23,6 +23,7 @@ from examples.cluster.launch import (
     haproxy_config,
     http_ok,
     running_cluster,
+    start_on_a_free_port,
     wait_ready,
 )
 
@@ -76,7 +77,7 @@ class Nginx(Process):
     def start(self, config: Path) -> None:
         self._spawn(["nginx", "-p", str(config.parent), "-c", str(config), "-e", str(self.log)])
         assert self.process is not None
-        wait_ready("nginx", lambda: http_ok(self.port, "/echo/info"), self.process, self.log)
+        wait_ready("nginx", lambda: http_ok(self.port, "/echo/info"), self.process, self.log, since=self.log_start)
 
 
 @pytest.fixture
@@ -84,20 +85,23 @@ def nginx(cluster: Cluster, tmp_path: Path) -> Iterator[Nginx]:
     documented = fenced("nginx")[0]
     servers = iter(f"127.0.0.1:{backend.port}" for backend in cluster.backends)
     block = re.sub(r"10\.0\.0\.\d+:8000", lambda _match: next(servers), documented)
-    port = free_port()
-    block = block.replace("listen 80;", f"listen 127.0.0.1:{port};")
     work = tmp_path / "nginx"
     work.mkdir()
     temp_paths = "\n".join(
         f"    {kind}_temp_path {work / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     config = work / "nginx.conf"
-    config.write_text(
-        f"daemon off;\npid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nevents {{}}\n"
-        f"http {{\n    access_log off;\n{temp_paths}\n{block}\n}}\n"
-    )
-    server = Nginx("nginx", port, work / "error.log")
-    server.start(config)
+    server = Nginx("nginx", 0, work / "error.log")
+
+    def start() -> None:
+        listen = block.replace("listen 80;", f"listen 127.0.0.1:{server.port};")
+        config.write_text(
+            f"daemon off;\npid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nevents {{}}\n"
+            f"http {{\n    access_log off;\n{temp_paths}\n{listen}\n}}\n"
+        )
+        server.start(config)
+
+    start_on_a_free_port(server, start)
     try:
         yield server
     finally:

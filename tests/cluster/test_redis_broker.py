@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import pytest
-from examples.cluster.launch import Redis, free_port
+from examples.cluster.launch import Redis, free_port, start_on_a_free_port
 
 from sockjs_asgi import Connection, RedisBroker, SockJSApp
 from sockjs_asgi._types import Message
@@ -41,8 +41,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[Redis]:
-    server = Redis("redis", free_port(), tmp_path / "redis.log")
-    server.start()
+    server = Redis("redis", 0, tmp_path / "redis.log")
+    start_on_a_free_port(server, server.start)
     try:
         yield server
     finally:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from examples.cluster.launch import Redis, free_port
+from examples.cluster.launch import Redis, start_on_a_free_port
 
 from sockjs_asgi import Broker, RedisBroker
 from sockjs_asgi.protocol.http import NOT_FOUND
@@ -39,8 +39,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = Redis("redis", free_port(), tmp_path_factory.mktemp("redis") / "redis.log")
-    server.start()
+    server = Redis("redis", 0, tmp_path_factory.mktemp("redis") / "redis.log")
+    start_on_a_free_port(server, server.start)
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
@@ -62,8 +62,8 @@ async def test_scenario(
 async def test_without_redis_each_process_serves_its_own_sessions(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = Redis("redis", free_port(), tmp_path / "redis.log")
-    server.start()
+    server = Redis("redis", 0, tmp_path / "redis.log")
+    start_on_a_free_port(server, server.start)
     url = f"redis://127.0.0.1:{server.port}/0"
     try:
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from examples.cluster.launch import ROOT, Redis, _die_with_parent, free_port
+from examples.cluster.launch import ROOT, Redis, _die_with_parent, free_port, start_on_a_free_port
 
 from .client import SSL_CONTEXT, TIMEOUT, TRANSPORTS, Ended, Session
 from .crowd import Crowd, Delivery, full_round, report
@@ -81,8 +81,8 @@ def _health_pid(port: int) -> int | None:
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
-    redis = Redis("redis", free_port(), tmp_path / "redis.log")
-    redis.start()
+    redis = Redis("redis", 0, tmp_path / "redis.log")
+    start_on_a_free_port(redis, redis.start)
     port = free_port()
     log = tmp_path / "uvicorn.log"
     env = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.cluster.launch import ROOT, Redis, _die_with_parent, free_port
+from examples.cluster.launch import ROOT, Redis, _die_with_parent, free_port, start_on_a_free_port
 
 from . import checks
 from .conftest import HarnessFactory, unavailable
@@ -38,8 +38,8 @@ def workers(sockjs_client_js: Path, tmp_path_factory: pytest.TempPathFactory) ->
     if shutil.which("redis-server") is None:
         unavailable("needs Debian's redis-server (.ci/run installs it)")
     workdir = tmp_path_factory.mktemp("workers")
-    redis = Redis("redis", free_port(), workdir / "redis.log")
-    redis.start()
+    redis = Redis("redis", 0, workdir / "redis.log")
+    start_on_a_free_port(redis, redis.start)
     port = free_port()
     log = workdir / "uvicorn.log"
     env = {
