@@ -54,14 +54,18 @@ def wait_ready(
     deadline = time.monotonic() + START_TIMEOUT
     while not check():
         if process.poll() is not None:
-            with log.open("rb") as file:
-                file.seek(since)
-                output = file.read().decode(errors="replace")
+            output = _log_since(log, since)
             error = PortTaken if "address already in use" in output.lower() else RuntimeError
             raise error(f"{what} exited with {process.returncode}:\n{output}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready in {START_TIMEOUT} s:\n{log.read_text(errors='replace')}")
+            raise RuntimeError(f"{what} not ready in {START_TIMEOUT} s:\n{_log_since(log, since)}")
         time.sleep(0.05)  # another process: nothing to wait on but its port
+
+
+def _log_since(log: Path, offset: int) -> str:
+    with log.open("rb") as file:
+        file.seek(offset)
+        return file.read().decode(errors="replace")
 
 
 def start_on_a_free_port(part: Process, start: Callable[[], None], attempts: int = 5) -> None:
