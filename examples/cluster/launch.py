@@ -36,6 +36,17 @@ def free_port() -> int:
         return port
 
 
+def listening_socket(port: int = 0) -> socket.socket:
+    """A socket listening on 127.0.0.1:``port`` (0: one the system chooses), for a uvicorn to
+    adopt with ``--fd``: bound before the program starts, its port cannot be taken meanwhile, and
+    a request made while the program starts waits in the backlog instead of failing."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1024)
+    return listener
+
+
 def _die_with_parent() -> None:
     # In the child before exec: the kernel kills it if the launcher dies without cleaning up.
     if sys.platform == "linux":
@@ -184,11 +195,8 @@ class Backend(Process):
     app: str = "examples.cluster.app:app"
 
     def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener = listening_socket(self.port)
         self.port = listener.getsockname()[1]
-        listener.listen(1024)
         env = {
             **os.environ,
             "BACKEND_NAME": self.name,

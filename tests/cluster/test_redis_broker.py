@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import pytest
-from examples.cluster.launch import Redis, free_port, start_on_a_free_port
+from examples.cluster.launch import Redis, start_on_a_free_port
 
 from sockjs_asgi import Connection, RedisBroker, SockJSApp
 from sockjs_asgi._types import Message
@@ -165,19 +166,24 @@ async def test_an_outage_keeps_local_delivery_and_recovers(
 
 async def test_redis_down_at_start(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     caplog.set_level(logging.WARNING, "sockjs_asgi")
-    port = free_port()
-    app = SockJSApp(member, broker=broker(f"redis://127.0.0.1:{port}/0", connect_timeout=0.5))
-    with anyio.fail_after(TIMEOUT):
-        async with TestClient(app) as client, client.connect(transport="websocket") as session:
-            assert not app.metrics.broker_connected
-            assert await app.broadcast("local only") == 1
-            assert await session.receive() == "local only"
-            server = Redis("redis", port, tmp_path / "redis.log")
-            server.start()  # comes up later: the broker finds it by itself
-            try:
-                await eventually(lambda: bool(app.metrics.broker_connected))
-            finally:
-                server.stop()
+    # Bound and not listening: the broker's connections are refused, as with no server, and no
+    # other program can take the port before Redis does.
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        app = SockJSApp(member, broker=broker(f"redis://127.0.0.1:{port}/0", connect_timeout=0.5))
+        with anyio.fail_after(TIMEOUT):
+            async with TestClient(app) as client, client.connect(transport="websocket") as session:
+                assert not app.metrics.broker_connected
+                assert await app.broadcast("local only") == 1
+                assert await session.receive() == "local only"
+                server = Redis("redis", port, tmp_path / "redis.log")
+                placeholder.close()
+                server.start()  # comes up later: the broker finds it by itself
+                try:
+                    await eventually(lambda: bool(app.metrics.broker_connected))
+                finally:
+                    server.stop()
     assert app.metrics.broker_dropped == 1
     assert "no connection to Redis" in caplog.text
 

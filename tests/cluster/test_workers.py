@@ -34,7 +34,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from examples.cluster.launch import ROOT, Redis, _die_with_parent, free_port, start_on_a_free_port
+from examples.cluster.launch import ROOT, Redis, _die_with_parent, listening_socket, start_on_a_free_port
 
 from .client import SSL_CONTEXT, TIMEOUT, TRANSPORTS, Ended, Session
 from .crowd import Crowd, Delivery, full_round, report
@@ -83,7 +83,8 @@ def _health_pid(port: int) -> int | None:
 def workers(tmp_path: Path) -> Iterator[Workers]:
     redis = Redis("redis", 0, tmp_path / "redis.log")
     start_on_a_free_port(redis, redis.start)
-    port = free_port()
+    listener = listening_socket()  # bound here: no other program can take its port while uvicorn starts
+    port = listener.getsockname()[1]
     log = tmp_path / "uvicorn.log"
     env = {
         **os.environ,
@@ -91,7 +92,7 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     command = [sys.executable, "-m", "uvicorn", "examples.cluster.app:app", "--workers", str(WORKERS)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"]
+    command += ["--fd", str(listener.fileno()), "--log-level", "warning", "--lifespan", "on"]
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
@@ -101,8 +102,10 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=(listener.fileno(),),
             preexec_fn=_die_with_parent,
         )
+    listener.close()  # uvicorn has its own
     running = Workers(f"http://127.0.0.1:{port}", process, log)
     try:
         # Every worker up: each answers on its own (a new connection each time: any may take it).

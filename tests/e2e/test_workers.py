@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.cluster.launch import ROOT, Redis, _die_with_parent, free_port, start_on_a_free_port
+from examples.cluster.launch import ROOT, Redis, _die_with_parent, listening_socket, start_on_a_free_port
 
 from . import checks
 from .conftest import HarnessFactory, unavailable
@@ -40,7 +40,8 @@ def workers(sockjs_client_js: Path, tmp_path_factory: pytest.TempPathFactory) ->
     workdir = tmp_path_factory.mktemp("workers")
     redis = Redis("redis", 0, workdir / "redis.log")
     start_on_a_free_port(redis, redis.start)
-    port = free_port()
+    listener = listening_socket()  # bound here: no other program can take its port while uvicorn starts
+    port = listener.getsockname()[1]
     log = workdir / "uvicorn.log"
     env = {
         **os.environ,
@@ -49,7 +50,7 @@ def workers(sockjs_client_js: Path, tmp_path_factory: pytest.TempPathFactory) ->
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     command = [sys.executable, "-m", "uvicorn", "tests.e2e.workers_app:app", "--workers", str(WORKERS)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--fd", str(listener.fileno()), "--log-level", "warning"]
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
@@ -59,8 +60,10 @@ def workers(sockjs_client_js: Path, tmp_path_factory: pytest.TempPathFactory) ->
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=(listener.fileno(),),
             preexec_fn=_die_with_parent,
         )
+    listener.close()  # uvicorn has its own
     url = f"http://127.0.0.1:{port}"
     try:
         # Every worker up: each answers on its own (a new connection each time: any may take it).
