@@ -212,6 +212,8 @@ async def test_router_routes_each_prefix() -> None:
             # Longest prefix first.
             assert json.loads((await client.request("GET", "/a/b/info")).body)["cookie_needed"] is True
             assert json.loads((await client.request("GET", "/a/info")).body)["cookie_needed"] is False
+            assert (await client.request("GET", "/a/b")).text == "Welcome to SockJS!\n"  # /a/b's greeting
+            assert (await client.request("GET", "/a/bc/info")).status == 404  # /a's, which has no /bc/info
             # A prefix only matches whole segments.
             for path in ("/echoes", "/echo.html", "/ab/info", "/", "/other/000/s/xhr"):
                 response = await client.request("GET", path)
