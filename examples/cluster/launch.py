@@ -57,19 +57,19 @@ class PortTaken(RuntimeError):
     """A program exited because its port was taken (see :func:`free_port`)."""
 
 
-def wait_ready(
-    what: str, check: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, *, since: int = 0
-) -> None:
-    """Wait until ``check()`` holds; fail with ``log`` (from offset ``since``, where this run of
-    the program began writing it) if ``process`` exits or time runs out."""
+def wait_ready(what: str, check: Callable[[], bool], part: Process) -> None:
+    """Wait until ``check()`` holds; fail with what ``part``'s current run wrote to its log if
+    its program exits or time runs out."""
+    process = part.process
+    assert process is not None
     deadline = time.monotonic() + START_TIMEOUT
     while not check():
         if process.poll() is not None:
-            output = _log_since(log, since)
+            output = _log_since(part.log, part.log_start)
             error = PortTaken if "address already in use" in output.lower() else RuntimeError
             raise error(f"{what} exited with {process.returncode}:\n{output}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready in {START_TIMEOUT} s:\n{_log_since(log, since)}")
+            raise RuntimeError(f"{what} not ready in {START_TIMEOUT} s:\n{_log_since(part.log, part.log_start)}")
         time.sleep(0.05)  # another process: nothing to wait on but its port
 
 
@@ -133,6 +133,23 @@ class Process:
                 preexec_fn=_die_with_parent,
             )
 
+    def _spawn_uvicorn(self, app: str, options: list[str], env: dict[str, str]) -> None:
+        """Start uvicorn serving ``app`` (from this checkout) with ``options`` and ``env`` added
+        to the environment, on a socket bound here: port 0 binds one the system chooses, and
+        restarts bind the same."""
+        listener = listening_socket(self.port)
+        self.port = listener.getsockname()[1]
+        env = {
+            **os.environ,
+            **env,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        command = [sys.executable, "-m", "uvicorn", app, "--fd", str(listener.fileno()), "--log-level", "warning"]
+        try:
+            self._spawn(command + options, env, pass_fds=(listener.fileno(),))
+        finally:
+            listener.close()  # uvicorn has its own
+
     def send_signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
@@ -169,8 +186,7 @@ class Redis(Process):
                 str(self.log.parent),
             ]
         )
-        assert self.process is not None
-        wait_ready("redis-server", self._pong, self.process, self.log, since=self.log_start)
+        wait_ready("redis-server", self._pong, self)
 
     def _pong(self) -> bool:
         try:
@@ -195,24 +211,38 @@ class Backend(Process):
     app: str = "examples.cluster.app:app"
 
     def start(self) -> None:
-        listener = listening_socket(self.port)
-        self.port = listener.getsockname()[1]
-        env = {
-            **os.environ,
-            "BACKEND_NAME": self.name,
-            "REDIS_URL": self.redis_url,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
-        command = [sys.executable, "-m", "uvicorn", self.app, "--fd", str(listener.fileno())]
-        command += ["--lifespan", "on", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+        env = {"BACKEND_NAME": self.name, "REDIS_URL": self.redis_url}
+        self._spawn_uvicorn(self.app, ["--lifespan", "on", "--timeout-graceful-shutdown", "5"], env)
+        wait_ready(f"backend {self.name}", lambda: http_ok(self.port, "/health"), self)
+
+
+@dataclass
+class UvicornWorkers(Process):
+    """``uvicorn APP --workers N``: one socket, bound here as for a :class:`Backend`, from which
+    the kernel hands each new connection to whichever worker accepts it first."""
+
+    app: str = "examples.cluster.app:app"
+    workers: int = 3
+    options: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Start the supervisor; the caller waits for the workers, as it knows how to ask each."""
+        self._spawn_uvicorn(self.app, ["--workers", str(self.workers), *self.options], self.env)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Stop the supervisor and its workers, all of its process group: a worker outlives a
+        supervisor that is killed (it is the supervisor's child, not ours)."""
+        if self.process is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
         try:
-            self._spawn(command, env, pass_fds=(listener.fileno(),))
-        finally:
-            listener.close()
-        assert self.process is not None
-        wait_ready(
-            f"backend {self.name}", lambda: http_ok(self.port, "/health"), self.process, self.log, since=self.log_start
-        )
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout)
 
 
 def haproxy_config(port: int, backends: list[Backend], *, check_interval: str = "2s") -> str:
@@ -257,8 +287,7 @@ class Haproxy(Process):
 
     def start(self) -> None:
         self._spawn(["haproxy", "-db", "-f", str(self.config)])
-        assert self.process is not None
-        wait_ready("haproxy", lambda: http_ok(self.port, "/echo/info"), self.process, self.log, since=self.log_start)
+        wait_ready("haproxy", lambda: http_ok(self.port, "/echo/info"), self)
 
 
 @dataclass

@@ -76,8 +76,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 class Nginx(Process):
     def start(self, config: Path) -> None:
         self._spawn(["nginx", "-p", str(config.parent), "-c", str(config), "-e", str(self.log)])
-        assert self.process is not None
-        wait_ready("nginx", lambda: http_ok(self.port, "/echo/info"), self.process, self.log, since=self.log_start)
+        wait_ready("nginx", lambda: http_ok(self.port, "/echo/info"), self)
 
 
 @pytest.fixture

@@ -55,8 +55,7 @@ class Refusing(launch.Process):
 
     def start(self) -> None:
         self._spawn(["redis-server", "--port", str(self.port), "--no-such-option", "yes"])
-        assert self.process is not None
-        launch.wait_ready("refusing", lambda: False, self.process, self.log, since=self.log_start)
+        launch.wait_ready("refusing", lambda: False, self)
 
 
 def test_other_failures_are_reported_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,8 +23,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -34,7 +32,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from examples.cluster.launch import ROOT, Redis, _die_with_parent, listening_socket, start_on_a_free_port
+from examples.cluster.launch import Redis, UvicornWorkers, start_on_a_free_port, wait_ready
 
 from .client import SSL_CONTEXT, TIMEOUT, TRANSPORTS, Ended, Session
 from .crowd import Crowd, Delivery, full_round, report
@@ -63,7 +61,6 @@ class Workers:
 
     url: str
     process: subprocess.Popen[bytes]
-    log: Path
 
     def pids(self) -> list[int]:
         """The worker processes (the supervisor's children)."""
@@ -83,50 +80,30 @@ def _health_pid(port: int) -> int | None:
 def workers(tmp_path: Path) -> Iterator[Workers]:
     redis = Redis("redis", 0, tmp_path / "redis.log")
     start_on_a_free_port(redis, redis.start)
-    listener = listening_socket()  # bound here: no other program can take its port while uvicorn starts
-    port = listener.getsockname()[1]
-    log = tmp_path / "uvicorn.log"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis.url,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    command = [sys.executable, "-m", "uvicorn", "examples.cluster.app:app", "--workers", str(WORKERS)]
-    command += ["--fd", str(listener.fileno()), "--log-level", "warning", "--lifespan", "on"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            pass_fds=(listener.fileno(),),
-            preexec_fn=_die_with_parent,
-        )
-    listener.close()  # uvicorn has its own
-    running = Workers(f"http://127.0.0.1:{port}", process, log)
+    server = UvicornWorkers(
+        "uvicorn",
+        0,
+        tmp_path / "uvicorn.log",
+        workers=WORKERS,
+        options=["--lifespan", "on"],
+        env={"REDIS_URL": redis.url},
+    )
     try:
-        # Every worker up: each answers on its own (a new connection each time: any may take it).
-        deadline = time.monotonic() + 30
+        server.start()
+        assert server.process is not None
         seen: set[int] = set()
-        while len(seen) < WORKERS:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn --workers {WORKERS} did not start:\n{log.read_text(errors='replace')}")
-            pid = _health_pid(port)
+
+        def every_worker_answered() -> bool:
+            # Each answers on its own (a new connection each time: any may take it).
+            pid = _health_pid(server.port)
             if pid is not None:
                 seen.add(pid)
-            else:
-                time.sleep(0.05)  # another process: nothing to wait on but its port
-        yield running
+            return len(seen) == WORKERS
+
+        wait_ready(f"uvicorn --workers {WORKERS}", every_worker_answered, server)
+        yield Workers(f"http://127.0.0.1:{server.port}", server.process)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        server.stop(timeout=15)
         redis.stop()
 
 

@@ -10,18 +10,14 @@ handler in this process, so they stay there; here the handlers run in the worker
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from examples.cluster.launch import ROOT, Redis, _die_with_parent, listening_socket, start_on_a_free_port
+from examples.cluster.launch import Redis, UvicornWorkers, start_on_a_free_port, wait_ready
 
 from . import checks
 from .conftest import HarnessFactory, unavailable
@@ -40,52 +36,29 @@ def workers(sockjs_client_js: Path, tmp_path_factory: pytest.TempPathFactory) ->
     workdir = tmp_path_factory.mktemp("workers")
     redis = Redis("redis", 0, workdir / "redis.log")
     start_on_a_free_port(redis, redis.start)
-    listener = listening_socket()  # bound here: no other program can take its port while uvicorn starts
-    port = listener.getsockname()[1]
-    log = workdir / "uvicorn.log"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis.url,
-        "E2E_CLIENT_JS": str(sockjs_client_js),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    command = [sys.executable, "-m", "uvicorn", "tests.e2e.workers_app:app", "--workers", str(WORKERS)]
-    command += ["--fd", str(listener.fileno()), "--log-level", "warning"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            pass_fds=(listener.fileno(),),
-            preexec_fn=_die_with_parent,
-        )
-    listener.close()  # uvicorn has its own
-    url = f"http://127.0.0.1:{port}"
+    env = {"REDIS_URL": redis.url, "E2E_CLIENT_JS": str(sockjs_client_js)}
+    server = UvicornWorkers(
+        "uvicorn", 0, workdir / "uvicorn.log", app="tests.e2e.workers_app:app", workers=WORKERS, env=env
+    )
     try:
-        # Every worker up: each answers on its own (a new connection each time: any may take it).
-        deadline = time.monotonic() + 30
+        server.start()
+        url = f"http://127.0.0.1:{server.port}"
         answered: set[str] = set()
-        while len(answered) < WORKERS:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn --workers {WORKERS} did not start:\n{log.read_text(errors='replace')}")
+
+        def a_few_answered() -> bool:
+            # Each worker answers on its own (a new connection each time: any may take it).
             try:
                 response = httpx.get(url + "/echo/info", timeout=2, headers={"connection": "close"})
                 answered.add(str(response.json()["entropy"]))  # any answer; count a few
             except (httpx.HTTPError, OSError, ValueError):
-                time.sleep(0.05)  # another process: nothing to wait on but its port
+                pass
+            return len(answered) >= WORKERS
+
+        wait_ready(f"uvicorn --workers {WORKERS}", a_few_answered, server)
         time.sleep(1.0)  # the workers that did not answer yet finish their lifespan
         yield url, redis.url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        server.stop(timeout=15)
         redis.stop()
 
 
