@@ -143,9 +143,10 @@ def conformance(session: nox.Session) -> None:
             f"{runner} not found: port sockjs/sockjs-protocol to Python 3 there first (see docs/conformance.md)"
         )
     install(session, "test")
-    session.run(
-        "bash", str(runner), *session.posargs, external=True, env={"UVICORN": str(Path(session.bin) / "uvicorn")}
-    )
+    session.install("websocket-client", "ws4py")  # the suite's own websocket clients
+    bin_dir = Path(session.bin)
+    env = {"UVICORN": str(bin_dir / "uvicorn"), "SUITE_PYTHON": str(bin_dir / "python")}
+    session.run("bash", str(runner), *session.posargs, external=True, env=env)
 
 
 @nox.session
