@@ -162,7 +162,7 @@ class Process:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.send_signal(signal.SIGKILL)
             return self.process.wait(timeout)
 
 
@@ -230,19 +230,13 @@ class UvicornWorkers(Process):
         """Start the supervisor; the caller waits for the workers, as it knows how to ask each."""
         self._spawn_uvicorn(self.app, ["--workers", str(self.workers), *self.options], self.env)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Stop the supervisor and its workers, all of its process group: a worker outlives a
-        supervisor that is killed (it is the supervisor's child, not ours)."""
-        if self.process is None:
-            return None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signum)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
+    def send_signal(self, signum: int) -> None:
+        """Signal the supervisor and its workers, all of its process group (so :meth:`stop`
+        stops them all): a worker outlives a supervisor that is killed (it is the supervisor's
+        child, not ours)."""
+        if self.process is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(timeout)
+                os.killpg(self.process.pid, signum)
 
 
 def haproxy_config(port: int, backends: list[Backend], *, check_interval: str = "2s") -> str:
