@@ -2,7 +2,8 @@
 
 ``free_port()`` answers a port that is free when asked; the program binds it later, and in
 between the kernel may give it to an outgoing connection.  Taken ports are simulated here by
-holding a listening socket on the port offered first.
+holding a listening socket on the port offered first.  A socket the launcher binds for uvicorn
+to adopt gives what it accepts ``TCP_NODELAY``.
 """
 
 from __future__ import annotations
@@ -80,3 +81,14 @@ def test_a_port_taken_every_time_fails_in_the_end(tmp_path: Path, monkeypatch: p
         with pytest.raises(launch.PortTaken, match="redis-server exited"):
             launch.start_on_a_free_port(server, server.start, attempts=2)
         assert server.process is not None and server.process.poll() is not None
+
+
+def test_connections_to_an_adopted_socket_have_tcp_nodelay() -> None:
+    # uvicorn --fd serves the socket as a Unix one and leaves Nagle's algorithm on for what it
+    # accepts (44 ms against 0.6 ms per xhr round trip, measured): the listener's option is
+    # what they inherit.
+    with launch.listening_socket() as listener, socket.create_connection(listener.getsockname(), timeout=5) as client:
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # not by default
