@@ -57,12 +57,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
-from examples.cluster.launch import Redis
+from examples.cluster.launch import Redis, start_on_a_free_port
 
 from sockjs_asgi import RedisBroker, SockJSApp
 
 from .apps.sockjs_asgi_app import shout
-from .harness import CLOCK_TICKS, LOADGEN, Cores, free_port, node_env, snapshot, stop, wait_for_port
+from .harness import CLOCK_TICKS, LOADGEN, Cores, node_env, snapshot, start_server, stop
 from .scenarios import TIMING, Run, Snapshot, broadcast_metrics
 from .servers import ROOT, install_npm_packages, uvicorn
 
@@ -133,6 +133,11 @@ class Result:
         }
 
 
+def pinned(cores: Cores, core: int | None) -> Callable[[int], list[str]]:
+    """The benchmark app's uvicorn command line on ``core``, for a port."""
+    return lambda port: cores.pin(core, uvicorn(APP)(port))
+
+
 @contextmanager
 def servers(count: int, redis_url: str | None, cores: Cores, log: IO[bytes]) -> Iterator[list[tuple[int, int]]]:
     """``count`` uvicorn processes of the benchmark app: their (port, pid)."""
@@ -140,13 +145,9 @@ def servers(count: int, redis_url: str | None, cores: Cores, log: IO[bytes]) -> 
     pins = [cores.server, cores.loadgen] if count == 2 else [cores.server]
     with ExitStack() as stack:
         running = []
-        for index in range(count):
-            port = free_port()
-            process = subprocess.Popen(
-                cores.pin(pins[index], uvicorn(APP)(port)), cwd=ROOT, env=env, stdout=log, stderr=log
-            )
+        for core in pins:
+            port, process = start_server(pinned(cores, core), cwd=ROOT, env=env, stdout=log, stderr=log)
             stack.callback(stop, process)
-            wait_for_port(port, process, timeout=30)
             running.append((port, process.pid))
         yield running
 
@@ -284,8 +285,8 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-broker-") as workdir,
         (Path(workdir) / "bench.log").open("wb") as log,
     ):
-        redis = Redis("redis", free_port(), Path(workdir) / "redis.log")
-        redis.start()
+        redis = Redis("redis", 0, Path(workdir) / "redis.log")
+        start_on_a_free_port(redis, redis.start)
         try:
             costs = {
                 name: statistics.median(anyio.run(publishing_cost, url, 5000) for _ in range(3))

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,11 +113,15 @@ def snapshot(pid: int) -> Snapshot:
     return Snapshot(time.monotonic(), cpu, busy, rss)
 
 
+class ExitedEarly(RuntimeError):
+    """The server exited before it listened."""
+
+
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before listening")
+            raise ExitedEarly(f"the server exited with {process.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -126,13 +130,44 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -
     raise RuntimeError(f"the server did not listen on port {port} within {timeout} s")
 
 
+def start_server(
+    command: Callable[[int], list[str]], attempts: int = 5, **popen: Any
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start the server ``command(port)`` on a free port and wait until it listens: its port and
+    process.
+
+    The port is free when chosen, and the server binds it a moment later: another program may
+    take it meanwhile (the load generators' connections take their source ports from the same
+    range).  The server then exits, and starts again on another port.  Handing it a socket bound
+    here would close the gap, but uvicorn adopts an inherited socket (``--fd``) as a Unix socket,
+    without ``TCP_NODELAY``: not the server that users run, nor the one measured.
+    """
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        process: subprocess.Popen[bytes] = subprocess.Popen(command(port), **popen)
+        try:
+            wait_for_port(port, process, timeout=30)
+        except ExitedEarly:
+            if attempt == attempts:
+                raise
+        except BaseException:
+            stop(process)
+            raise
+        else:
+            return port, process
+    raise AssertionError("attempts must be at least 1")
+
+
 @contextmanager
 def running_server(server: Server, cores: Cores, log: IO[bytes]) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = free_port()
-    command = cores.pin(cores.server, server.command(port))
-    process = subprocess.Popen(command, cwd=ROOT, env={**node_env(), **server.env}, stdout=log, stderr=log)
+    port, process = start_server(
+        lambda port: cores.pin(cores.server, server.command(port)),
+        cwd=ROOT,
+        env={**node_env(), **server.env},
+        stdout=log,
+        stderr=log,
+    )
     try:
-        wait_for_port(port, process, timeout=30)
         yield port, process
     finally:
         stop(process)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .harness import Cores, free_port, node_env, snapshot, stop, wait_for_port
+from .harness import Cores, node_env, snapshot, start_server, stop
 from .servers import ROOT, install_npm_packages, uvicorn
 
 #: Connections per client process (and so per source address).
@@ -78,11 +78,11 @@ def read_json(stream: IO[str], what: str) -> dict[str, Any]:
 
 def run(name: str, sessions: int, rounds: int, cores: Cores, log: IO[bytes]) -> Result:
     app, kind = APPS[name]
-    port = free_port()
-    server = subprocess.Popen(cores.pin(cores.server, uvicorn(app)(port)), cwd=ROOT, stdout=log, stderr=log)
+    port, server = start_server(
+        lambda port: cores.pin(cores.server, uvicorn(app)(port)), cwd=ROOT, stdout=log, stderr=log
+    )
     clients: list[subprocess.Popen[str]] = []
     try:
-        wait_for_port(port, server, timeout=30)
         time.sleep(0.5)
         empty = snapshot(server.pid).rss_kib
         for number, first in enumerate(range(0, sessions, PER_CLIENT)):

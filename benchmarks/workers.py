@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from examples.cluster.launch import Redis
+from examples.cluster.launch import Redis, start_on_a_free_port
 
-from .harness import LOADGEN, free_port, node_env, snapshot, stop, wait_for_port
+from .harness import LOADGEN, node_env, snapshot, start_server, stop
 from .scenarios import TIMING, Snapshot
 from .servers import ROOT, install_npm_packages, uvicorn
 
@@ -77,15 +77,10 @@ def workers_of(process: subprocess.Popen[bytes], count: int) -> list[int]:
 
 @contextmanager
 def server(count: int, redis_url: str, log: IO[bytes]) -> Iterator[tuple[int, list[int]]]:
-    port = free_port()
-    command = uvicorn(APP)(port)
-    env = node_env()
-    if count > 1:
-        command += ["--workers", str(count)]
-        env = {**env, "BENCH_REDIS_URL": redis_url}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    workers = ["--workers", str(count)] if count > 1 else []
+    env = {**node_env(), **({"BENCH_REDIS_URL": redis_url} if count > 1 else {})}
+    port, process = start_server(lambda port: uvicorn(APP)(port) + workers, cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
-        wait_for_port(port, process, timeout=30)
         pids = workers_of(process, count)
         time.sleep(1.0 if count > 1 else 0)  # every worker through its lifespan (they share the port)
         yield port, pids
@@ -149,8 +144,8 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-workers-") as workdir,
         (Path(workdir) / "bench.log").open("wb") as log,
     ):
-        redis = Redis("redis", free_port(), Path(workdir) / "redis.log")
-        redis.start()
+        redis = Redis("redis", 0, Path(workdir) / "redis.log")
+        start_on_a_free_port(redis, redis.start)
         try:
             for round_ in range(rounds):
                 order = list(SETUPS) if round_ % 2 == 0 else list(reversed(SETUPS))

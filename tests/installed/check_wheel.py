@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -41,11 +41,17 @@ def check(what: str, condition: bool) -> None:
     print(f"ok: {what}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def listening_port(process: subprocess.Popen[bytes], log: Path) -> int:
+    """The port the server bound: it is given port 0, and uvicorn logs the one it got."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        if process.poll() is not None:
+            sys.exit(f"check_wheel: the server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)  # another process: nothing to wait on but its log
+    sys.exit(f"check_wheel: the server logged no port within {TIMEOUT} s")
 
 
 def request(url: str, data: bytes | None = None) -> tuple[int, str]:
@@ -91,25 +97,28 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         Path(directory, "installed_echo.py").write_text(HANDLER)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}/echo"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sockjs_asgi",
-                "installed_echo:echo",
-                "--port",
-                str(port),
-                "--prefix",
-                "/echo",
-                "--log-level",
-                "warning",
-            ],
-            cwd=directory,
-            env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
-        )
+        log = Path(directory, "server.log")
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sockjs_asgi",
+                    "installed_echo:echo",
+                    "--port",
+                    "0",
+                    "--prefix",
+                    "/echo",
+                    "--log-level",
+                    "info",
+                ],
+                cwd=directory,
+                env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+                stdout=out,
+                stderr=out,
+            )
         try:
+            base = f"http://127.0.0.1:{listening_port(process, log)}/echo"
             wait_until_serving(process, base + "/info")
             check("the greeting", request(base) == (200, "Welcome to SockJS!\n"))
             info = json.loads(request(base + "/info")[1])
