@@ -84,6 +84,9 @@ class UvicornThread(ServerThread):
     def __init__(self, app: ASGIApp) -> None:
         super().__init__(app)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Made without IPPROTO_TCP, so asyncio would leave Nagle's algorithm on for what it
+        # accepts (uvicorn binding a port itself turns it off): they inherit this instead.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         config = uvicorn.Config(
