@@ -43,7 +43,7 @@ def test_a_server_whose_port_was_taken_starts_on_another(monkeypatch: pytest.Mon
             harness.stop(process)
 
 
-def test_a_server_that_keeps_exiting_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_that_keeps_exiting_is_given_up_on() -> None:
     def exits(port: int) -> list[str]:
         return [sys.executable, "-c", "raise SystemExit(3)"]
 
