@@ -173,9 +173,10 @@ def _listening_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
-    # Accepted connections inherit TCP_NODELAY (Linux).  uvicorn and hypercorn adopt the socket
-    # as a Unix one and would leave Nagle's algorithm on, unlike when they bind a port: a
-    # response written in two pieces would wait for the client's delayed ACK.
+    # Accepted connections inherit TCP_NODELAY (Linux).  uvicorn adopts the socket as a Unix one
+    # and would leave Nagle's algorithm on, unlike when it binds a port: a response written in
+    # two pieces would wait for the client's delayed ACK.  (hypercorn sets the option on the
+    # sockets it binds itself, as here.)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # Non-blocking, as Twisted requires of a socket it adopts (daphne --fd): O_NONBLOCK belongs
     # to the open file, which the server shares, and a blocking accept() stalls its reactor.

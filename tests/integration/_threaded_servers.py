@@ -45,9 +45,10 @@ class Running:
 def _listening_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # What it accepts inherits TCP_NODELAY (Linux): asyncio sets the option only on sockets made
-    # with IPPROTO_TCP, and hypercorn adopts a descriptor as a Unix socket, so the servers would
-    # leave Nagle's algorithm on where, binding a port themselves, they turn it off.
+    # What it accepts inherits TCP_NODELAY (Linux).  asyncio sets the option only on connections
+    # accepted from a socket made with IPPROTO_TCP, which this one is not: uvicorn, given it,
+    # would leave Nagle's algorithm on where, binding a port itself, it turns it off.  (hypercorn,
+    # given its descriptor, reads the protocol from it.)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     # Listening at once: a client that connects before the server accepts waits in the backlog.
