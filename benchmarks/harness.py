@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from examples.cluster.launch import free_port
+
 from .scenarios import Metrics, Run, Scenario, Snapshot, share
 from .servers import NPM_PREFIX, ROOT, Server
 
@@ -89,13 +91,6 @@ class Outcome:
             "raw": self.raw,
             "pair": self.pair,
         }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def snapshot(pid: int) -> Snapshot:

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 from benchmarks import harness
+from examples.cluster import launch
 
 
 def http_server(port: int) -> list[str]:
@@ -26,7 +27,7 @@ def test_a_server_whose_port_was_taken_starts_on_another(monkeypatch: pytest.Mon
         holder.bind(("127.0.0.1", 0))
         taken = holder.getsockname()[1]
         answered: list[int] = []
-        real = harness.free_port
+        real = launch.free_port  # what the harness calls
 
         def free_port() -> int:
             answered.append(real() if answered else taken)
